@@ -61,7 +61,7 @@ public struct AMQPChannel {
         _ name: String, durable: Bool = true, exclusive: Bool = false, autoDelete: Bool = false,
         passive: Bool = false, arguments: FieldTable = [:]
     ) throws -> QueueInfo {
-        try connection.rpc("queue.declare '\(name)'", channel: id) { state, arena -> QueueInfo? in
+        let info = try connection.rpc("queue.declare '\(name)'", channel: id) { state, arena -> QueueInfo? in
             guard
                 let ok = amqp_queue_declare(
                     state, id, arena.bytes(name), passive ? 1 : 0, durable ? 1 : 0, exclusive ? 1 : 0,
@@ -70,7 +70,9 @@ public struct AMQPChannel {
             return QueueInfo(
                 name: String(amqp: ok.pointee.queue), messageCount: ok.pointee.message_count,
                 consumerCount: ok.pointee.consumer_count)
-        }!
+        }
+        guard let info else { throw AMQPError(.protocolError, "queue.declare returned no declare-ok") }
+        return info
     }
 
     public func bindQueue(_ queue: String, exchange: String, routingKey: String, arguments: FieldTable = [:]) throws {

@@ -1,9 +1,9 @@
+internal import CRabbitMQ
 import Foundation
 import Synchronization
-internal import CRabbitMQ
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A connection to RabbitMQ owned by a dedicated OS thread, usable from any task.

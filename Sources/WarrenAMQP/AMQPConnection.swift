@@ -2,7 +2,7 @@ internal import CRabbitMQ
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// AMQP method numbers (class << 16 | method). rabbitmq-c defines them as casting macros, which Swift does not import.
@@ -102,14 +102,17 @@ public final class AMQPConnection {
             }
             if let cert = uri.tls.certificateFile, let key = uri.tls.keyFile {
                 guard amqp_ssl_socket_set_key(socket, cert, key) == AMQP_STATUS_OK.rawValue else {
-                    throw AMQPError(.tls, "could not load client certificate \(cert) and key \(key)", operation: endpoint)
+                    throw AMQPError(
+                        .tls, "could not load client certificate \(cert) and key \(key)", operation: endpoint)
                 }
             }
             amqp_ssl_socket_set_verify_peer(socket, uri.tls.verifyPeer ? 1 : 0)
             amqp_ssl_socket_set_verify_hostname(socket, uri.tls.verifyHostname ? 1 : 0)
         } else {
             socket = amqp_tcp_socket_new(state)
-            guard socket != nil else { throw AMQPError(.protocolError, "could not create a socket", operation: endpoint) }
+            guard socket != nil else {
+                throw AMQPError(.protocolError, "could not create a socket", operation: endpoint)
+            }
         }
         var connectTimeout = timeval(milliseconds: uri.connectionTimeout)
         let status = amqp_socket_open_noblock(socket, uri.host, Int32(uri.port), &connectTimeout)
@@ -304,7 +307,8 @@ public final class AMQPConnection {
         _ code: UInt16, _ text: amqp_bytes_t, operation: String?, scope: AMQPError.Scope
     ) -> AMQPError {
         AMQPError(
-            AMQPError.Code(rawValue: Int(code)), String(amqp: text), replyCode: code, operation: operation, scope: scope)
+            AMQPError.Code(rawValue: Int(code)), String(amqp: text), replyCode: code, operation: operation, scope: scope
+        )
     }
 
     /// Answers a broker's channel.close (rabbitmq-c does not) and forgets the channel so its next use reopens it.
@@ -365,10 +369,11 @@ public final class AMQPConnection {
             try checkStatus(status, operation: "read")
             guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { continue }
             let channel = frame.channel
-            let decoded = frame.payload.method.decoded
+            // Every method rabbitmq-c decodes has fields; a method it cannot decode is not one we handle.
+            guard let decoded = frame.payload.method.decoded else { continue }
             switch frame.payload.method.id {
             case AMQPMethod.basicDeliver:
-                let method = decoded!.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
                 let consumerTag = String(amqp: method.consumer_tag)
                 let exchange = String(amqp: method.exchange)
                 let routingKey = String(amqp: method.routing_key)
@@ -380,13 +385,13 @@ public final class AMQPConnection {
                         consumerTag: consumerTag, exchange: exchange, routingKey: routingKey,
                         redelivered: method.redelivered != 0, properties: properties, body: body))
             case AMQPMethod.basicAck:
-                let method = decoded!.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
                 return .ack(channel: channel, deliveryTag: method.delivery_tag, multiple: method.multiple != 0)
             case AMQPMethod.basicNack:
-                let method = decoded!.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
                 return .nack(channel: channel, deliveryTag: method.delivery_tag, multiple: method.multiple != 0)
             case AMQPMethod.basicReturn:
-                let method = decoded!.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
                 let replyCode = method.reply_code
                 let replyText = String(amqp: method.reply_text)
                 let exchange = String(amqp: method.exchange)
@@ -398,33 +403,34 @@ public final class AMQPConnection {
                         replyCode: replyCode, replyText: replyText, exchange: exchange, routingKey: routingKey,
                         properties: properties, body: body))
             case AMQPMethod.basicCancel:
-                let method = decoded!.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
                 let tag = String(amqp: method.consumer_tag)
                 if method.nowait == 0 {
                     try arena.scoped { arena in
                         var ok = amqp_basic_cancel_ok_t(consumer_tag: arena.bytes(tag))
                         try checkStatus(
-                            amqp_send_method(state, channel, AMQPMethod.basicCancelOK, &ok), operation: "basic.cancel-ok")
+                            amqp_send_method(state, channel, AMQPMethod.basicCancelOK, &ok),
+                            operation: "basic.cancel-ok")
                     }
                 }
                 return .consumerCancelled(channel: channel, consumerTag: tag)
             case AMQPMethod.channelClose:
-                let method = decoded!.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
                 let error = brokerError(method.reply_code, method.reply_text, operation: nil, scope: .channel)
                 channelClosedByBroker(channel)
                 return .channelClosed(channel: channel, error)
             case AMQPMethod.connectionClose:
-                let method = decoded!.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
                 let error = brokerError(method.reply_code, method.reply_text, operation: nil, scope: .connection)
                 connectionClosedByBroker(error)
                 return .connectionClosed(error)
             case AMQPMethod.connectionBlocked:
-                let method = decoded!.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
                 return .blocked(reason: String(amqp: method.reason))
             case AMQPMethod.connectionUnblocked:
                 return .unblocked
             case AMQPMethod.channelFlow:
-                let method = decoded!.assumingMemoryBound(to: amqp_channel_flow_t.self).pointee
+                let method = decoded.assumingMemoryBound(to: amqp_channel_flow_t.self).pointee
                 var ok = amqp_channel_flow_ok_t(active: method.active)
                 try checkStatus(
                     amqp_send_method(state, channel, AMQPMethod.channelFlowOK, &ok), operation: "channel.flow-ok")
@@ -444,7 +450,8 @@ public final class AMQPConnection {
             if remaining <= .zero { return nil }
             var fd = pollfd(fd: socketDescriptor, events: Int16(POLLIN), revents: 0)
             let slice = min(remaining, .milliseconds(250))
-            _ = poll(&fd, 1, Int32(slice.components.seconds * 1000 + slice.components.attoseconds / 1_000_000_000_000_000))
+            _ = poll(
+                &fd, 1, Int32(slice.components.seconds * 1000 + slice.components.attoseconds / 1_000_000_000_000_000))
         }
     }
 

@@ -154,7 +154,8 @@ public struct AMQPURI: Sendable, Hashable, CustomStringConvertible {
             let value = parts.count > 1 ? try Self.percentDecode(parts[1], what: "query option \(key)") : ""
             func integer(_ range: ClosedRange<Int>) throws -> Int {
                 guard let v = Int(value), range.contains(v) else {
-                    throw invalid("option \(key)=\(value) is not a whole number from \(range.lowerBound) to \(range.upperBound)")
+                    throw invalid(
+                        "option \(key)=\(value) is not a whole number from \(range.lowerBound) to \(range.upperBound)")
                 }
                 return v
             }

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The state and loop of an ``AMQPClient``'s owner thread. Created on that thread and never leaves it.
@@ -123,7 +123,9 @@ final class ConnectionOwner {
         }
         var delay = policy.initialDelay
         while running {
-            wait(socket: -1, timeout: Int32(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000))
+            wait(
+                socket: -1,
+                timeout: Int32(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000))
             for command in mailbox.take() { execute(command) }
             guard running else { return }
             do {
@@ -282,7 +284,8 @@ final class ConnectionOwner {
                 consumer.spec.handler(delivery)
             } else if let connection {
                 // Its consumer was cancelled after the broker sent it: give it back.
-                _ = try? AMQPChannel(connection: connection, id: delivery.tag.channel).reject(delivery.tag, requeue: true)
+                _ = try? AMQPChannel(connection: connection, id: delivery.tag.channel).reject(
+                    delivery.tag, requeue: true)
             }
         case .ack(let channel, let tag, let multiple):
             if channel == Self.publishChannel { confirms.resolve(tag, multiple: multiple, error: nil) }

@@ -29,7 +29,8 @@ struct AMQPURITests {
     }
 
     @Test func parsesIPv6AndTLSOptions() throws {
-        let uri = try AMQPURI("amqps://u:p@[::1]:5999/v?cacertfile=/ca.pem&certfile=/c.pem&keyfile=/k.pem&verify=verify_none")
+        let uri = try AMQPURI(
+            "amqps://u:p@[::1]:5999/v?cacertfile=/ca.pem&certfile=/c.pem&keyfile=/k.pem&verify=verify_none")
         #expect(uri.host == "::1" && uri.port == 5999 && uri.isTLS)
         #expect(uri.tls.caCertificateFile == "/ca.pem")
         #expect(uri.tls.certificateFile == "/c.pem" && uri.tls.keyFile == "/k.pem")

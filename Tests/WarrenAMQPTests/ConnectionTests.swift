@@ -55,7 +55,6 @@ struct ConnectionTests {
                 reconnect: nil))
         let events = client.recordEvents()
         try await client.connect()
-        defer { Task { await client.close() } }
         try await events.wait(for: "connected to the second URI") { all in
             all.contains {
                 if case .connected(1, "127.0.0.1:5672") = $0 { return true }
@@ -63,6 +62,7 @@ struct ConnectionTests {
             }
         }
         #expect(client.isConnected)
+        await client.close()
     }
 
     @Test func connectionNameIsVisibleToTheBroker() async throws {
@@ -107,10 +107,9 @@ struct ConnectionTests {
                 })
         }
         // Had the ack been lost, closing would have requeued the message.
-        try await TestBroker.withClient(queue + ".check") { client in
+        try await TestBroker.withClient(queue + ".check", deleting: [queue]) { client in
             let leftover = try await client.getOne(queue)
             #expect(leftover == nil)
-            await client.deleteQueues(queue)
         }
     }
 
@@ -120,10 +119,11 @@ struct ConnectionTests {
         let name = TestBroker.unique("dropped")
         let queue = name
         let heartbeat = 5
-        try await TestBroker.withClient(name, query: "heartbeat=\(heartbeat)", reconnect: .init()) { client in
+        try await TestBroker.withClient(
+            name, query: "heartbeat=\(heartbeat)", reconnect: .init(), deleting: [queue]
+        ) { client in
             let events = client.recordEvents()
             try await client.declareTemporaryQueue(queue)
-            defer { Task { await client.deleteQueues(queue) } }
             let (_, deliveries) = try await client.recordDeliveries(queue: queue)
             try await client.publish(OutgoingMessage(exchange: "", routingKey: queue, body: "held".bytes))
             let held = try #require(try await deliveries.wait(forCount: 1, "the first delivery").first)

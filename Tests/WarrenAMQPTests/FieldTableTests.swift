@@ -30,9 +30,8 @@ struct FieldTableTests {
 
     @Test func everyFieldTypeRoundTripsExactly() async throws {
         let queue = TestBroker.unique("fields")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             try await client.declareTemporaryQueue(queue)
-            defer { Task { await client.deleteQueues(queue) } }
             try await client.publish(
                 OutgoingMessage(
                     exchange: "", routingKey: queue, body: "{}".bytes,
@@ -53,9 +52,8 @@ struct FieldTableTests {
             deliveryMode: .persistent, priority: 7, correlationID: "corr-1", replyTo: "replies",
             expiration: "60000", messageID: "msg-1", timestamp: Date(timeIntervalSince1970: 1_800_000_000),
             type: "email.send", userID: "guest", appID: "tests", clusterID: "c1")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             try await client.declareTemporaryQueue(queue)
-            defer { Task { await client.deleteQueues(queue) } }
             let body = Array(repeating: UInt8(ascii: "x"), count: 300_000)  // spans several frames
             try await client.publish(
                 OutgoingMessage(exchange: "", routingKey: queue, body: body, properties: properties))

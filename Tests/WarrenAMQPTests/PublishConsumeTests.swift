@@ -6,9 +6,8 @@ import WarrenAMQP
 struct PublishConsumeTests {
     @Test func confirmsArriveForSingleAndBatchedPublishes() async throws {
         let queue = TestBroker.unique("confirms")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             try await client.declareTemporaryQueue(queue)
-            defer { Task { await client.deleteQueues(queue) } }
             try await client.publish(OutgoingMessage(exchange: "", routingKey: queue, body: "one".bytes))
             let batch = (0..<1000).map { OutgoingMessage(exchange: "", routingKey: queue, body: "m\($0)".bytes) }
             let results = await client.publish(batch)
@@ -22,9 +21,8 @@ struct PublishConsumeTests {
 
     @Test func publishingToAMissingExchangeFailsAndTheChannelRecovers() async throws {
         let queue = TestBroker.unique("noexchange")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             try await client.declareTemporaryQueue(queue)
-            defer { Task { await client.deleteQueues(queue) } }
             await #expect {
                 try await client.publish(OutgoingMessage(exchange: "no.such.exchange", routingKey: "x", body: []))
             } throws: { error in
@@ -40,9 +38,8 @@ struct PublishConsumeTests {
 
     @Test func mandatoryUnroutableMessageIsReturnedAsAnError() async throws {
         let queue = TestBroker.unique("mandatory")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             try await client.declareTemporaryQueue(queue)
-            defer { Task { await client.deleteQueues(queue) } }
             await #expect {
                 try await client.publish(
                     OutgoingMessage(exchange: "amq.direct", routingKey: "\(queue).nobody", body: [], mandatory: true))
@@ -64,10 +61,10 @@ struct PublishConsumeTests {
 
     @Test func consumesWithPrefetchAndSeesRedelivery() async throws {
         let queue = TestBroker.unique("consume")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             try await client.declareTemporaryQueue(queue)
-            defer { Task { await client.deleteQueues(queue) } }
-            _ = await client.publish((0..<5).map { OutgoingMessage(exchange: "", routingKey: queue, body: [UInt8($0)]) })
+            _ = await client.publish(
+                (0..<5).map { OutgoingMessage(exchange: "", routingKey: queue, body: [UInt8($0)]) })
             let (tag, deliveries) = try await client.recordDeliveries(queue: queue, prefetch: 2)
             // Prefetch 2: only two arrive while none is acknowledged.
             let first = try await deliveries.wait(forCount: 2, "deliveries")
@@ -91,18 +88,17 @@ struct PublishConsumeTests {
         let queue = TestBroker.unique("multiple")
         try await TestBroker.withClient(queue) { client in
             try await client.declareTemporaryQueue(queue)
-            defer { Task { await client.deleteQueues(queue) } }
-            _ = await client.publish((0..<10).map { OutgoingMessage(exchange: "", routingKey: queue, body: [UInt8($0)]) })
+            _ = await client.publish(
+                (0..<10).map { OutgoingMessage(exchange: "", routingKey: queue, body: [UInt8($0)]) })
             let (tag, deliveries) = try await client.recordDeliveries(queue: queue, prefetch: 10)
             let all = try await deliveries.wait(forCount: 10, "deliveries")
             client.ack(all[9].tag, multiple: true)
             try await client.cancel(consumerTag: tag)
         }
         // After closing, nothing was requeued: every delivery had been acknowledged.
-        try await TestBroker.withClient(queue + ".check") { client in
+        try await TestBroker.withClient(queue + ".check", deleting: [queue]) { client in
             let info = try await client.withChannel { try $0.declareQueue(queue, durable: false, passive: true) }
             #expect(info.messageCount == 0)
-            await client.deleteQueues(queue)
         }
     }
 
@@ -110,20 +106,16 @@ struct PublishConsumeTests {
         let queue = TestBroker.unique("dlx.work")
         let dead = queue + ".dead"
         let exchange = queue + ".dlx"
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue, dead], exchanges: [exchange]) { client in
             try await client.withChannel { channel in
                 try channel.declareExchange(exchange, type: .direct, durable: false, autoDelete: false)
                 try channel.declareQueue(dead, durable: false)
                 try channel.bindQueue(dead, exchange: exchange, routingKey: queue)
                 try channel.declareQueue(
                     queue, durable: false,
-                    arguments: ["x-dead-letter-exchange": .string(exchange), "x-dead-letter-routing-key": .string(queue)])
-            }
-            defer {
-                Task {
-                    await client.deleteQueues(queue, dead)
-                    _ = try? await client.withChannel { try $0.deleteExchange(exchange) }
-                }
+                    arguments: [
+                        "x-dead-letter-exchange": .string(exchange), "x-dead-letter-routing-key": .string(queue),
+                    ])
             }
             _ = await client.publish([
                 OutgoingMessage(exchange: "", routingKey: queue, body: "nacked".bytes),

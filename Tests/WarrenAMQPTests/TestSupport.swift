@@ -33,17 +33,26 @@ enum TestBroker {
         return client
     }
 
+    /// Runs `body` with a connected client, then deletes the named queues and exchanges (whether `body` threw or
+    /// not) and closes the client.
     static func withClient<T>(
         _ name: String, query: String = "", reconnect: AMQPClientConfiguration.ReconnectPolicy? = nil,
-        _ body: (AMQPClient) async throws -> T
+        deleting queues: [String] = [], exchanges: [String] = [], _ body: (AMQPClient) async throws -> T
     ) async throws -> T {
         let client = try await client(name, query: query, reconnect: reconnect)
+        func cleanUp() async {
+            _ = try? await client.withChannel { channel in
+                for queue in queues { _ = try? channel.deleteQueue(queue) }
+                for exchange in exchanges { try? channel.deleteExchange(exchange) }
+            }
+            await client.close()
+        }
         do {
             let result = try await body(client)
-            await client.close()
+            await cleanUp()
             return result
         } catch {
-            await client.close()
+            await cleanUp()
             throw error
         }
     }
@@ -62,7 +71,8 @@ enum TestBroker {
         process.waitUntilExit()
         let text = String(decoding: data, as: UTF8.self)
         guard process.terminationStatus == 0 else {
-            throw TestFailure("Deploy/local/broker \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+            throw TestFailure(
+                "Deploy/local/broker \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
         }
         return text
     }

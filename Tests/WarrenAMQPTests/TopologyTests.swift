@@ -8,7 +8,7 @@ struct TopologyTests {
         let origin = TestBroker.unique("ttl.origin")
         let tier = TestBroker.unique("ttl.tier")
         let exchange = TestBroker.unique("ttl.retry")
-        try await TestBroker.withClient(origin) { client in
+        try await TestBroker.withClient(origin, deleting: [origin, tier], exchanges: [exchange]) { client in
             try await client.withChannel { channel in
                 try channel.declareExchange(exchange, type: .direct, durable: false)
                 try channel.declareQueue(origin, durable: false)
@@ -16,12 +16,6 @@ struct TopologyTests {
                     tier, durable: false, arguments: ["x-message-ttl": .int32(500), "x-dead-letter-exchange": ""])
                 // The tier is bound under the origin's name, so the hop carries the origin queue as routing key.
                 try channel.bindQueue(tier, exchange: exchange, routingKey: origin)
-            }
-            defer {
-                Task {
-                    await client.deleteQueues(origin, tier)
-                    _ = try? await client.withChannel { try $0.deleteExchange(exchange) }
-                }
             }
             let arrivals = Recorder<(Delivery, ContinuousClock.Instant)>()
             try await client.consume(queue: origin, prefetch: 10) { arrivals.append(($0, .now)) }
@@ -45,9 +39,8 @@ struct TopologyTests {
             "x-queue-type": "quorum", "x-delivery-limit": .int64(3),
             "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
         ]
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             try await client.withChannel { try $0.declareQueue(queue, arguments: arguments) }
-            defer { Task { await client.deleteQueues(queue) } }
             // Same arguments: idempotent.
             try await client.withChannel { try $0.declareQueue(queue, arguments: arguments) }
             var conflicting = arguments
@@ -70,7 +63,7 @@ struct TopologyTests {
 
     @Test func passiveDeclareOfAMissingQueueIsNotFound() async throws {
         let queue = TestBroker.unique("missing")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             await #expect {
                 try await client.withChannel { try $0.declareQueue(queue, passive: true) }
             } throws: { error in
@@ -84,7 +77,7 @@ struct TopologyTests {
     @Test func bindUnbindPurgeAndDelete() async throws {
         let queue = TestBroker.unique("bind")
         let exchange = TestBroker.unique("bind.topic")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             try await client.withChannel { channel in
                 try channel.declareExchange(exchange, type: .topic, durable: false)
                 try channel.declareQueue(queue, durable: false)
@@ -115,7 +108,7 @@ struct TopologyTests {
 
     @Test func consumerIsToldWhenItsQueueIsDeleted() async throws {
         let queue = TestBroker.unique("cancelnotify")
-        try await TestBroker.withClient(queue) { client in
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
             let events = client.recordEvents()
             try await client.declareTemporaryQueue(queue)
             let (tag, _) = try await client.recordDeliveries(queue: queue)
