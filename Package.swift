@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "warren", targets: ["WarrenCLI"]),
+        .library(name: "Warren", targets: ["Warren"]),
         .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
     ],
     targets: [
@@ -20,13 +21,33 @@ let package = Package(
             name: "WarrenAMQP",
             dependencies: ["CRabbitMQ"]
         ),
+        // Jobs, topology, the worker and the publisher.
+        .target(
+            name: "Warren",
+            dependencies: ["WarrenAMQP"]
+        ),
+        // The example handlers the demo runs.
+        .target(
+            name: "WarrenExamples",
+            dependencies: ["Warren"]
+        ),
         .executableTarget(
             name: "WarrenCLI",
-            dependencies: ["WarrenAMQP"]
+            dependencies: ["Warren", "WarrenExamples", "WarrenAMQP"]
+        ),
+        // Helpers shared by the test targets: the test broker, recorders that wait with deadlines.
+        .target(
+            name: "WarrenTestSupport",
+            dependencies: ["WarrenAMQP"],
+            path: "Tests/WarrenTestSupport"
         ),
         .testTarget(
             name: "WarrenAMQPTests",
-            dependencies: ["WarrenAMQP"]
+            dependencies: ["WarrenAMQP", "WarrenTestSupport"]
+        ),
+        .testTarget(
+            name: "WarrenTests",
+            dependencies: ["Warren", "WarrenAMQP", "WarrenExamples", "WarrenTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -14,9 +14,18 @@ public struct AMQPClientConfiguration: Sendable {
         }
     }
 
-    public init(connection: AMQPConnectionConfiguration, reconnect: ReconnectPolicy? = ReconnectPolicy()) {
+    /// Runs on the owner thread after every connect and reconnect, before consumers are restarted, with the control
+    /// channel: declare here what consumers need (a broker restart may have lost non-durable things). When it throws,
+    /// the first connect fails with that error; a reconnect counts as failed and is tried again.
+    public var onConnect: (@Sendable (AMQPChannel) throws -> Void)?
+
+    public init(
+        connection: AMQPConnectionConfiguration, reconnect: ReconnectPolicy? = ReconnectPolicy(),
+        onConnect: (@Sendable (AMQPChannel) throws -> Void)? = nil
+    ) {
         self.connection = connection
         self.reconnect = reconnect
+        self.onConnect = onConnect
     }
 }
 

@@ -47,9 +47,8 @@ final class ConnectionOwner {
         do {
             try open()
         } catch {
-            let error = error as? AMQPError ?? AMQPError(.protocolError, "\(error)")
             started.resume(throwing: error)
-            finish(error)
+            finish(error as? AMQPError ?? AMQPError(.closed, "the first connection failed: \(error)"))
             return
         }
         started.resume()
@@ -100,6 +99,14 @@ final class ConnectionOwner {
 
     private func open() throws {
         let connection = try AMQPConnection.connect(configuration.connection)
+        if let onConnect = configuration.onConnect {
+            do {
+                try onConnect(try connection.channel(Self.controlChannel))
+            } catch {
+                connection.close()
+                throw error
+            }
+        }
         self.connection = connection
         generation += 1
         mailbox.setConnected(true)

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Warren
 import WarrenAMQP
 
 /// `warren bench`: throughput of the AMQP layer against the configured broker, in queues of its own.
@@ -43,7 +44,7 @@ struct BenchCommand: WarrenCommand {
     let json: Bool
 
     init(arguments: inout CommandLineArguments, environment: [String: String]) throws {
-        connection = try Warren.connection(
+        connection = try CLI.connection(
             url: try arguments.option("--url"), environment: environment, name: "warren-bench")
         count = try arguments.option("--count", as: Int.self) ?? 100_000
         size = try arguments.option("--size", as: Int.self) ?? 100
@@ -95,7 +96,7 @@ struct BenchCommand: WarrenCommand {
                 continue
             }
             try await onThread { try deleteQueue(queue) }
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.seconds
             let row = Row(
                 scenario: scenario, messages: count, messagesPerSecond: Int(Double(count) / seconds),
                 seconds: (seconds * 1000).rounded() / 1000, peakRSSMegabytes: Self.peakRSSMegabytes())

@@ -21,7 +21,7 @@ struct DrainCommand: WarrenCommand {
     let timeout: Double
 
     init(arguments: inout CommandLineArguments, environment: [String: String]) throws {
-        connection = try Warren.connection(
+        connection = try CLI.connection(
             url: try arguments.option("--url"), environment: environment, name: "warren-drain")
         guard let queue = try arguments.option("--queue") else { throw UsageError("--queue is required") }
         self.queue = queue
@@ -72,7 +72,7 @@ struct DrainCommand: WarrenCommand {
             if ContinuousClock.now - last > .seconds(timeout) {
                 await client.close()
                 if let limit = count {
-                    Warren.printError("warren drain: only \(n) of \(limit) messages arrived within \(timeout) s")
+                    CLI.printError("warren drain: only \(n) of \(limit) messages arrived within \(timeout) s")
                     return 1
                 }
                 return 0

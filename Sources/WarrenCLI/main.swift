@@ -1,4 +1,5 @@
 import Foundation
+import Warren
 import WarrenAMQP
 
 #if canImport(Glibc)
@@ -6,9 +7,11 @@ import WarrenAMQP
 #endif
 
 /// Entry point: `warren <command> [options]`.
-enum Warren {
+enum CLI {
     static let version = AMQPConnection.clientVersion
-    static let commands: [any WarrenCommand.Type] = [BenchCommand.self, DrainCommand.self]
+    static let commands: [any WarrenCommand.Type] = [
+        WorkerCommand.self, DemoCommand.self, BenchCommand.self, DrainCommand.self,
+    ]
 
     static var help: String {
         let width = commands.map { $0.name.count }.max() ?? 0
@@ -62,6 +65,9 @@ enum Warren {
             return try await instance.run()
         } catch let error as UsageError {
             return usage(error, command: name)
+        } catch let error as ConfigurationFailure {
+            printError("warren \(name): \(error)")
+            return 78
         } catch {
             printError("warren \(name): \(error)")
             return 1
@@ -78,6 +84,25 @@ enum Warren {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
+    /// Loads a Warren configuration file; errors become ``ConfigurationFailure`` (exit 78) naming the key.
+    static func loadConfiguration(path: String, environment: [String: String]) throws -> WarrenConfiguration {
+        do {
+            return try WarrenConfiguration.load(path: path, environment: environment)
+        } catch {
+            throw ConfigurationFailure(description: "\(error)")
+        }
+    }
+
+    static func logLevel(_ text: String?) throws -> Logger.Level {
+        switch text ?? "info" {
+        case "debug": .debug
+        case "info": .info
+        case "warning": .warning
+        case "error": .error
+        default: throw UsageError("--log-level is debug, info, warning or error")
+        }
+    }
+
     /// The broker configuration from `--url` or `WARREN_AMQP_URL`.
     static func connection(url: String?, environment: [String: String], name: String) throws
         -> AMQPConnectionConfiguration
@@ -91,4 +116,4 @@ enum Warren {
     }
 }
 
-exit(await Warren.main())
+exit(await CLI.main())

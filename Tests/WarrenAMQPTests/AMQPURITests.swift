@@ -1,5 +1,6 @@
 import Testing
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("AMQP URI parsing")
 struct AMQPURITests {

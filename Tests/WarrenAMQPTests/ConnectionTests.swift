@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("Connections: errors, failover, heartbeats, drops")
 struct ConnectionTests {

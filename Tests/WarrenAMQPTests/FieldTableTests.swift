@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("Field tables and properties through the broker")
 struct FieldTableTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("Publishing, confirms and consuming")
 struct PublishConsumeTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("Declarations, bindings and their errors")
 struct TopologyTests {

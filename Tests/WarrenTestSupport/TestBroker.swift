@@ -1,28 +1,27 @@
 import Foundation
 import Synchronization
-import Testing
 import WarrenAMQP
 
 /// The broker every test talks to: the one `Deploy/local/broker start` runs on loopback.
-enum TestBroker {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+public enum TestBroker {
+    public static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
 
-    static var url: String {
+    public static var url: String {
         ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2F"
     }
 
-    static func uri(_ query: String = "") throws -> AMQPURI {
+    public static func uri(_ query: String = "") throws -> AMQPURI {
         try AMQPURI(url + (query.isEmpty ? "" : "?" + query))
     }
 
     /// A name no other test (or earlier run) uses.
-    static func unique(_ prefix: String) -> String {
+    public static func unique(_ prefix: String) -> String {
         "test.\(prefix).\(UUID().uuidString.prefix(8).lowercased())"
     }
 
     /// A connected client; the test must `close()` it (use ``withClient(_:query:reconnect:_:)``).
-    static func client(
+    public static func client(
         _ name: String, query: String = "", reconnect: AMQPClientConfiguration.ReconnectPolicy? = nil
     ) async throws -> AMQPClient {
         let configuration = AMQPClientConfiguration(
@@ -35,7 +34,7 @@ enum TestBroker {
 
     /// Runs `body` with a connected client, then deletes the named queues and exchanges (whether `body` threw or
     /// not) and closes the client.
-    static func withClient<T>(
+    public static func withClient<T>(
         _ name: String, query: String = "", reconnect: AMQPClientConfiguration.ReconnectPolicy? = nil,
         deleting queues: [String] = [], exchanges: [String] = [], _ body: (AMQPClient) async throws -> T
     ) async throws -> T {
@@ -59,7 +58,7 @@ enum TestBroker {
 
     /// Runs `Deploy/local/broker ARGS…` (e.g. `ctl list_connections`) and returns its standard output.
     @discardableResult
-    static func script(_ arguments: String...) throws -> String {
+    public static func script(_ arguments: String...) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [repositoryRoot.appendingPathComponent("Deploy/local/broker").path] + arguments
@@ -78,28 +77,30 @@ enum TestBroker {
     }
 
     /// The broker's pid for the connection whose client-provided name is `name`.
-    static func connectionPID(named name: String) throws -> String? {
+    public static func connectionPID(named name: String) throws -> String? {
         let listing = try script("ctl", "list_connections", "--quiet", "--no-table-headers", "pid", "client_properties")
         return listing.split(separator: "\n").first { $0.contains("\"\(name)\"") }
             .flatMap { $0.split(separator: "\t").first.map(String.init) }
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Collects values from other threads and lets a test wait, with a deadline, until they satisfy a condition.
-final class Recorder<Value: Sendable>: Sendable {
+public final class Recorder<Value: Sendable>: Sendable {
     private let values = Mutex<[Value]>([])
 
-    func append(_ value: Value) { values.withLock { $0.append(value) } }
-    var all: [Value] { values.withLock { $0 } }
+    public init() {}
+
+    public func append(_ value: Value) { values.withLock { $0.append(value) } }
+    public var all: [Value] { values.withLock { $0 } }
 
     /// Waits until `condition` holds for the values recorded so far; fails naming `what` after `timeout`.
     @discardableResult
-    func wait(
+    public func wait(
         for what: String, timeout: Duration = .seconds(10), _ condition: ([Value]) -> Bool
     ) async throws -> [Value] {
         let deadline = ContinuousClock.now + timeout
@@ -114,14 +115,14 @@ final class Recorder<Value: Sendable>: Sendable {
     }
 
     @discardableResult
-    func wait(forCount count: Int, _ what: String, timeout: Duration = .seconds(10)) async throws -> [Value] {
+    public func wait(forCount count: Int, _ what: String, timeout: Duration = .seconds(10)) async throws -> [Value] {
         try await wait(for: "\(count) \(what)", timeout: timeout) { $0.count >= count }
     }
 }
 
 extension AMQPClient {
     /// Records this client's events.
-    func recordEvents() -> Recorder<AMQPClientEvent> {
+    public func recordEvents() -> Recorder<AMQPClientEvent> {
         let recorder = Recorder<AMQPClientEvent>()
         let events = self.events
         Task.detached {
@@ -131,23 +132,23 @@ extension AMQPClient {
     }
 
     /// Starts a consumer whose deliveries are recorded.
-    func recordDeliveries(queue: String, prefetch: UInt16 = 100) async throws -> (String, Recorder<Delivery>) {
+    public func recordDeliveries(queue: String, prefetch: UInt16 = 100) async throws -> (String, Recorder<Delivery>) {
         let recorder = Recorder<Delivery>()
         let tag = try await consume(queue: queue, prefetch: prefetch) { recorder.append($0) }
         return (tag, recorder)
     }
 
-    func declareTemporaryQueue(_ name: String, arguments: FieldTable = [:]) async throws {
+    public func declareTemporaryQueue(_ name: String, arguments: FieldTable = [:]) async throws {
         try await withChannel { try $0.declareQueue(name, durable: false, autoDelete: false, arguments: arguments) }
     }
 
-    func deleteQueues(_ names: String...) async {
+    public func deleteQueues(_ names: String...) async {
         _ = try? await withChannel { channel in
             for name in names { try channel.deleteQueue(name) }
         }
     }
 
-    func getOne(_ queue: String) async throws -> Delivery? {
+    public func getOne(_ queue: String) async throws -> Delivery? {
         try await withChannel { channel in
             guard let (delivery, _) = try channel.get(queue: queue) else { return nil }
             try channel.ack(delivery.tag)
@@ -157,5 +158,5 @@ extension AMQPClient {
 }
 
 extension String {
-    var bytes: [UInt8] { Array(utf8) }
+    public var bytes: [UInt8] { Array(utf8) }
 }
