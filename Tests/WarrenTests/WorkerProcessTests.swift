@@ -1,0 +1,197 @@
+import Foundation
+import Testing
+import Warren
+import WarrenAMQP
+import WarrenTestSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `warren worker` as a process: signals, kills, and producers in other languages.
+@Suite("warren worker as a process")
+struct WorkerProcessTests {
+    @Test func sigtermDuringASlowJobFinishesItAcksItAndExitsZero() async throws {
+        try await WorkerHarness.with("sigterm", queueJSON: WorkerProcess.queueJSON) { h in
+            let worker = try WorkerProcess(h, name: "a")
+            try await worker.waitUntilConsuming()
+            try await h.jobs.enqueue(DiagnosticJobs.Sleep(milliseconds: 1500, marker: "slow-1"))
+            try await worker.waitForLog("diag.sleep started")
+            worker.signal(SIGTERM)
+            let status = try await worker.waitForExit(timeout: .seconds(15))
+            #expect(status == 0)
+            #expect(worker.output.contains("diag.sleep done slow-1 attempt 1"))
+            #expect(worker.log.contains("every job in flight finished"))
+            #expect(try await h.queueDepth(h.workQueue) == 0)
+            #expect(try await h.queueDepth(h.deadQueue) == 0)
+        }
+    }
+
+    @Test func sigkillDuringAJobRedeliversItToAnotherWorker() async throws {
+        try await WorkerHarness.with("sigkill", queueJSON: WorkerProcess.queueJSON) { h in
+            let first = try WorkerProcess(h, name: "first")
+            try await first.waitUntilConsuming()
+            try await h.jobs.enqueue(DiagnosticJobs.Sleep(milliseconds: 2000, marker: "killed-1"))
+            try await first.waitForLog("diag.sleep started")
+            first.signal(SIGKILL)
+            _ = try await first.waitForExit(timeout: .seconds(5))
+            #expect(!first.output.contains("diag.sleep done killed-1"))
+            let second = try WorkerProcess(h, name: "second")
+            try await second.waitForOutput("diag.sleep done killed-1", timeout: .seconds(20))
+            second.signal(SIGTERM)
+            #expect(try await second.waitForExit(timeout: .seconds(15)) == 0)
+            #expect(try await h.queueDepth(h.workQueue) == 0)
+        }
+    }
+
+    @Test func jobsFromPythonPikaAndTheShellsAmqpPublishAreRun() async throws {
+        try await WorkerHarness.with("polyglot", queueJSON: WorkerProcess.queueJSON) { h in
+            let worker = try WorkerProcess(h, name: "poly")
+            try await worker.waitUntilConsuming()
+            // The README's producers, run as written, pointed at this test's exchange.
+            let python = try WorkerProcess.run(
+                "/usr/bin/python3",
+                [
+                    TestBroker.repositoryRoot.appendingPathComponent("Deploy/examples/producer_pika.py").path,
+                    "--url", TestBroker.url, "--exchange", h.configuration.jobsExchange, "--task", "demo.greet",
+                    "--payload", #"{"name": "Pythonista"}"#,
+                ])
+            #expect(python.status == 0, "\(python.output)")
+            #expect(python.output.contains("enqueued demo.greet"))
+            let shell = try WorkerProcess.run(
+                "/usr/bin/amqp-publish",
+                [
+                    "--url", TestBroker.url.replacingOccurrences(of: "/%2F", with: ""), "-e",
+                    h.configuration.jobsExchange, "-r", "demo.greet", "-p", "-C", "application/json", "-b",
+                    #"{"name": "Shellfish"}"#,
+                ])
+            #expect(shell.status == 0, "\(shell.output)")
+            try await worker.waitForLog("hello, Pythonista")
+            try await worker.waitForLog("hello, Shellfish")
+            // amqp-publish sets no message id: the worker made one up, and the job ran all the same.
+            let line = worker.log.split(separator: "\n").first { $0.contains("hello, Shellfish") } ?? ""
+            #expect(line.contains("\"job.id\":\""))
+            worker.signal(SIGTERM)
+            #expect(try await worker.waitForExit(timeout: .seconds(15)) == 0)
+            #expect(try await h.queueDepth(h.deadQueue) == 0)
+        }
+    }
+
+    @Test func invalidConfigurationFailsAtStartUpNamingTheKey() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("warren-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("bad.json")
+        try Data(#"{"queues": [{"name": "q", "tasks": ["a.*"], "type": "fifo"}]}"#.utf8).write(to: file)
+        let result = try WorkerProcess.run(WorkerProcess.executable.path, ["worker", "--config", file.path])
+        #expect(result.status == 78)
+        #expect(result.output.contains("queues[0].type"))
+        #expect(result.output.split(separator: "\n").count == 1)
+    }
+}
+
+/// A `warren worker` child process with its output in files that the test reads as it goes.
+final class WorkerProcess: Sendable {
+    static let queueJSON = #"{"name": "work", "tasks": ["test.#", "warren.diag.#", "demo.#"], "deliveryLimit": 3}"#
+    static let executable = TestBroker.repositoryRoot.appendingPathComponent(".build/debug/warren")
+
+    let process: Process
+    let outputFile: URL
+    let logFile: URL
+    let harness: WorkerHarness
+
+    init(_ harness: WorkerHarness, name: String) throws {
+        self.harness = harness
+        guard FileManager.default.isExecutableFile(atPath: Self.executable.path) else {
+            throw TestFailure("\(Self.executable.path) is missing: build it first (swift build --build-tests)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(harness.prefix)-\(name)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let config = directory.appendingPathComponent("warren.json")
+        let rules = TestBroker.repositoryRoot.appendingPathComponent("Config/examples/payee-rules.csv").path
+        try Data(
+            """
+            {
+              "broker": {"url": "\(TestBroker.url)"},
+              "prefix": "\(harness.prefix)",
+              "queues": [\(Self.queueJSON)],
+              "worker": {"concurrency": 2, "shutdownGrace": "10s", "heartbeatInterval": "1s"},
+              "retryTiers": ["200ms", "1s", "5s"],
+              "examples": {"payeeRulesFile": "\(rules)", "reportDirectory": "\(directory.path)/reports"}
+            }
+            """.utf8
+        ).write(to: config)
+        outputFile = directory.appendingPathComponent("stdout")
+        logFile = directory.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        process = Process()
+        process.executableURL = Self.executable
+        process.arguments = [
+            "worker", "--config", config.path, "--diagnostic-tasks", "--name", "\(harness.prefix)-\(name)",
+        ]
+        process.standardOutput = try FileHandle(forWritingTo: outputFile)
+        process.standardError = try FileHandle(forWritingTo: logFile)
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    var output: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
+    var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    func waitForLog(_ text: String, timeout: Duration = .seconds(15)) async throws {
+        try await waitFor("'\(text)' in the worker's log", timeout: timeout) { self.log.contains(text) }
+    }
+
+    func waitForOutput(_ text: String, timeout: Duration = .seconds(15)) async throws {
+        try await waitFor("'\(text)' on the worker's output", timeout: timeout) { self.output.contains(text) }
+    }
+
+    /// Waits until the worker consumes its queue (the broker counts its consumer).
+    func waitUntilConsuming(timeout: Duration = .seconds(20)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let consumers = try? await harness.raw.withChannel { [queue = harness.workQueue] in
+                try $0.declareQueue(queue, passive: true).consumerCount
+            }
+            if (consumers ?? 0) > 0 { return }
+            if !process.isRunning { throw TestFailure("the worker exited early: \(log)") }
+            if ContinuousClock.now > deadline { throw TestFailure("the worker did not consume in time: \(log)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    func waitForExit(timeout: Duration) async throws -> Int32 {
+        try await waitFor("the worker to exit", timeout: timeout) { !self.process.isRunning }
+        return process.terminationStatus
+    }
+
+    private func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !condition() {
+            if ContinuousClock.now > deadline {
+                throw TestFailure("timed out after \(timeout) waiting for \(what); log:\n\(log)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Runs a command to completion and returns its exit status and combined output.
+    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
