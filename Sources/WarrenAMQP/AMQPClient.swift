@@ -101,6 +101,39 @@ public final class AMQPClient: Sendable {
         }
     }
 
+    /// Publishes with a confirm only if the client is still on connection `generation` (from
+    /// ``withChannel(generation:_:)``); otherwise throws ``AMQPError/Code/connectionLost`` without publishing.
+    ///
+    /// A fencing token: whoever acquired something tied to a connection (an exclusive queue, say) publishes only
+    /// while that same connection lives. The check runs on the owner thread together with the publish.
+    public func publish(_ message: OutgoingMessage, onlyOnGeneration generation: UInt64) async throws {
+        try await withCheckedThrowingContinuation { (confirmed: CheckedContinuation<Void, Error>) in
+            submit(.publishFenced(message, generation, confirmed))
+        }
+    }
+
+    /// Like ``withChannel(_:)``, also passing the connection generation (1 for the first connection, +1 per
+    /// reconnect) on which `body` runs.
+    @discardableResult
+    public func withChannel<T: Sendable>(
+        generation body: @escaping @Sendable (AMQPChannel, UInt64) throws -> T
+    ) async throws -> T {
+        try await withCheckedThrowingContinuation { (result: CheckedContinuation<T, Error>) in
+            submit(
+                .perform(
+                    Work(
+                        run: { owner in
+                            do {
+                                let channel = try owner.channel(ConnectionOwner.controlChannel)
+                                result.resume(returning: try body(channel, owner.currentGeneration))
+                            } catch {
+                                result.resume(throwing: error)
+                            }
+                        },
+                        fail: { result.resume(throwing: $0) })))
+        }
+    }
+
     /// Publishes many messages pipelined on one channel and waits for all their confirms. Element `i` of the result
     /// is nil when message `i` was confirmed, or its error.
     public func publish(_ messages: [OutgoingMessage]) async -> [AMQPError?] {
@@ -184,6 +217,7 @@ enum Command: Sendable {
     case nack(DeliveryTag, multiple: Bool, requeue: Bool)
     case reject(DeliveryTag, requeue: Bool)
     case publish(OutgoingMessage, CheckedContinuation<Void, Error>)
+    case publishFenced(OutgoingMessage, UInt64, CheckedContinuation<Void, Error>)
     case publishBatch([OutgoingMessage], CheckedContinuation<[AMQPError?], Never>)
     case consume(ConsumerSpec, CheckedContinuation<String, Error>)
     case cancel(String, CheckedContinuation<Void, Error>)
@@ -194,7 +228,7 @@ enum Command: Sendable {
     func fail(_ error: AMQPError) {
         switch self {
         case .ack, .nack, .reject: break
-        case .publish(_, let c): c.resume(throwing: error)
+        case .publish(_, let c), .publishFenced(_, _, let c): c.resume(throwing: error)
         case .publishBatch(let messages, let c): c.resume(returning: Array(repeating: error, count: messages.count))
         case .consume(_, let c): c.resume(throwing: error)
         case .cancel(_, let c): c.resume(throwing: error)

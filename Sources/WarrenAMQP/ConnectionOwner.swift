@@ -36,6 +36,9 @@ final class ConnectionOwner {
 
     private func emit(_ event: AMQPClientEvent) { mailbox.events.yield(event) }
 
+    /// The generation of the open connection (0 before the first).
+    var currentGeneration: UInt64 { generation }
+
     func channel(_ id: UInt16) throws -> AMQPChannel {
         guard let connection, connection.isOpen else { throw lastError }
         return try connection.channel(id)
@@ -204,6 +207,20 @@ final class ConnectionOwner {
         case .reject(let tag, let requeue):
             settle(tag) { try $0.reject(tag, requeue: requeue) }
         case .publish(let message, let confirmed):
+            do {
+                let sequence = try publish(message, on: connection)
+                confirms.add(sequence, message, .single(confirmed))
+            } catch {
+                confirmed.resume(throwing: error)
+            }
+        case .publishFenced(let message, let required, let confirmed):
+            guard required == generation else {
+                confirmed.resume(
+                    throwing: AMQPError(
+                        .connectionLost,
+                        "not published: the connection of generation \(required) was replaced by \(generation)"))
+                return
+            }
             do {
                 let sequence = try publish(message, on: connection)
                 confirms.add(sequence, message, .single(confirmed))

@@ -32,7 +32,7 @@ final class WorkerHarness: Sendable {
                          "lifecycleEvents": false\(workerJSON.isEmpty ? "" : ", " + workerJSON)},
               "retry": {"maxAttempts": 3, "baseDelay": "300ms", "factor": 2, "maxDelay": "5s", "jitter": false
                         \(retryJSON.isEmpty ? "" : ", " + retryJSON)},
-              "retryTiers": ["200ms", "1s", "5s"],
+              "retryTiers": ["200ms", "5s", "30s"],
               "tasks": \(tasksJSON)
             }
             """

@@ -116,7 +116,7 @@ final class WorkerProcess: Sendable {
               "prefix": "\(harness.prefix)",
               "queues": [\(Self.queueJSON)],
               "worker": {"concurrency": 2, "shutdownGrace": "10s", "heartbeatInterval": "1s"},
-              "retryTiers": ["200ms", "1s", "5s"],
+              "retryTiers": ["200ms", "5s", "30s"],
               "examples": {"payeeRulesFile": "\(rules)", "reportDirectory": "\(directory.path)/reports"}
             }
             """.utf8

@@ -10,7 +10,7 @@ struct WorkerStartupAndEventsTests {
         // The harness declared the work queue with deliveryLimit 3; this configuration asks for 5.
         try await WorkerHarness.with("conflict") { h in
             let json =
-                #"{"broker": {"url": "\#(TestBroker.url)"}, "prefix": "\#(h.prefix)", "retryTiers": ["200ms", "1s", "5s"], "queues": [{"name": "work", "tasks": ["test.#"], "deliveryLimit": 5}]}"#
+                #"{"broker": {"url": "\#(TestBroker.url)"}, "prefix": "\#(h.prefix)", "retryTiers": ["200ms", "5s", "30s"], "queues": [{"name": "work", "tasks": ["test.#"], "deliveryLimit": 5}]}"#
             let changed = try WarrenConfiguration.decode(Data(json.utf8))
             let worker = try JobWorker(configuration: changed, registry: .recording(Recorder()), logger: h.logger)
             await #expect {
