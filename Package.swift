@@ -26,6 +26,11 @@ let package = Package(
             name: "Warren",
             dependencies: ["WarrenAMQP"]
         ),
+        // Cron schedules fired once across replicas (leader election through the broker), and metrics.
+        .target(
+            name: "WarrenCoordinator",
+            dependencies: ["Warren", "WarrenAMQP"]
+        ),
         // The example handlers the demo runs.
         .target(
             name: "WarrenExamples",
@@ -33,7 +38,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "WarrenCLI",
-            dependencies: ["Warren", "WarrenExamples", "WarrenAMQP"]
+            dependencies: ["Warren", "WarrenCoordinator", "WarrenExamples", "WarrenAMQP"]
         ),
         // Helpers shared by the test targets: the test broker, recorders that wait with deadlines.
         .target(
@@ -48,6 +53,10 @@ let package = Package(
         .testTarget(
             name: "WarrenTests",
             dependencies: ["Warren", "WarrenAMQP", "WarrenExamples", "WarrenTestSupport"]
+        ),
+        .testTarget(
+            name: "WarrenCoordinatorTests",
+            dependencies: ["WarrenCoordinator", "Warren", "WarrenAMQP", "WarrenTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -15,13 +15,7 @@ public final class JobClient: Sendable {
 
     public init(configuration: WarrenConfiguration, connectionName: String = "warren-client") throws {
         self.configuration = configuration
-        let uris = try configuration.brokerURLs.map { try AMQPURI($0) }
-        client = AMQPClient(
-            configuration: AMQPClientConfiguration(
-                connection: AMQPConnectionConfiguration(uris: uris, connectionName: connectionName),
-                reconnect: .init(
-                    initialDelay: configuration.worker.reconnectInitialDelay,
-                    maximumDelay: configuration.worker.reconnectMaxDelay)))
+        client = try configuration.makeAMQPClient(connectionName: connectionName)
     }
 
     public func connect() async throws { try await client.connect() }

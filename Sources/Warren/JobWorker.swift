@@ -36,6 +36,7 @@ public final class JobWorker: Sendable {
         var idleWaiters: [@Sendable () -> Void] = []
         var deliveries: AsyncStream<(Delivery, QueueSettings)>.Continuation?
         var consumerTags: [String] = []
+        var metricsServer: MetricsHTTPServer?
     }
 
     public init(
@@ -51,25 +52,10 @@ public final class JobWorker: Sendable {
         workerID = "\(host):\(pid):\(UUID().uuidString.prefix(6).lowercased())"
         self.logger = logger.with(["worker.id": workerID])
         ladder = RetryLadder(tiers: configuration.retryTiers)
-        let uris: [AMQPURI]
-        do {
-            uris = try configuration.brokerURLs.map { try AMQPURI($0) }
-        } catch let error as AMQPError {
-            throw WarrenError.configuration("broker.url: \(error.message)")
-        }
-        let reconnect = AMQPClientConfiguration.ReconnectPolicy(
-            initialDelay: configuration.worker.reconnectInitialDelay,
-            maximumDelay: configuration.worker.reconnectMaxDelay)
         let topology = Topology(configuration: configuration)
-        consumer = AMQPClient(
-            configuration: AMQPClientConfiguration(
-                connection: AMQPConnectionConfiguration(uris: uris, connectionName: connectionName + "-consume"),
-                reconnect: reconnect,
-                onConnect: { try topology.declare(on: $0) }))
-        publisher = AMQPClient(
-            configuration: AMQPClientConfiguration(
-                connection: AMQPConnectionConfiguration(uris: uris, connectionName: connectionName + "-publish"),
-                reconnect: reconnect))
+        consumer = try configuration.makeAMQPClient(
+            connectionName: connectionName + "-consume", onConnect: { try topology.declare(on: $0) })
+        publisher = try configuration.makeAMQPClient(connectionName: connectionName + "-publish")
     }
 
     /// The queues this worker consumes.
@@ -97,9 +83,11 @@ public final class JobWorker: Sendable {
         }
         let monitor = Task { await monitorConnections() }
         let heartbeat = Task { await publishHeartbeats() }
+        let metricsServer = try startMetricsServer()
         defer {
             monitor.cancel()
             heartbeat.cancel()
+            metricsServer?.stop()
         }
         if !alreadyStopping {
             for queue in consumedQueues {
@@ -160,6 +148,51 @@ public final class JobWorker: Sendable {
     }
 
     public var inFlight: Int { state.withLock { $0.inFlight } }
+
+    /// The port of the worker's `/metrics` listener once it runs (nil when `worker.metricsPort` is not set).
+    public var metricsPort: Int? { state.withLock { $0.metricsServer?.port } }
+
+    /// The worker's own counters in Prometheus text (served on `worker.metricsPort` when set).
+    public func prometheusText() -> String {
+        var text = PrometheusText()
+        let worker = ["worker": workerID]
+        text.gauge("warren_worker_jobs_in_flight", help: "Jobs running in this worker.", [(worker, Double(inFlight))])
+        text.gauge(
+            "warren_worker_concurrency", help: "Jobs this worker runs at once at most.",
+            [(worker, Double(configuration.worker.concurrency))])
+        text.counter(
+            "warren_worker_jobs_total", help: "Jobs this worker finished, by outcome.",
+            [
+                ("succeeded", counters.succeeded.load(ordering: .relaxed)),
+                ("retried", counters.retried.load(ordering: .relaxed)),
+                ("dead", counters.dead.load(ordering: .relaxed)), ("failed", counters.failed.load(ordering: .relaxed)),
+            ].map { outcome, count in (worker.merging(["outcome": outcome]) { $1 }, Double(count)) })
+        text.gauge(
+            "warren_worker_connected", help: "1 while both broker connections are up.",
+            [(worker, consumer.isConnected && publisher.isConnected ? 1 : 0)])
+        text.gauge(
+            "warren_worker_resident_memory_bytes", help: "Resident set size of the worker process.",
+            [(worker, Double(WorkerCounters.residentBytes()))])
+        return text.text
+    }
+
+    /// Serves `/metrics` and `/healthz` on `worker.metricsHost:metricsPort` when a port is configured.
+    private func startMetricsServer() throws -> MetricsHTTPServer? {
+        guard let port = configuration.worker.metricsPort else { return nil }
+        let server = MetricsHTTPServer(host: configuration.worker.metricsHost, port: port) { [self] _, path in
+            switch path {
+            case "/metrics": .prometheus(prometheusText())
+            case "/healthz":
+                consumer.isConnected && publisher.isConnected
+                    ? .text("ok\n") : .text("broker connection down\n", status: 503)
+            default: nil
+            }
+        }
+        try server.start()
+        state.withLock { $0.metricsServer = server }
+        logger.info("metrics listening", ["http.address": "\(configuration.worker.metricsHost):\(server.port)"])
+        return server
+    }
 
     var prefetch: Int { configuration.worker.prefetch ?? configuration.worker.concurrency }
 

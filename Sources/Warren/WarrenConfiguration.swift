@@ -467,7 +467,8 @@ extension WarrenConfiguration {
         if let limit = worker.defaultTimeLimit {
             try Self.checkMinimum(limit, .milliseconds(1), "worker.defaultTimeLimit")
         }
-        if let port = worker.metricsPort { try Self.checkRange(port, 1...65_535, "worker.metricsPort") }
+        // 0 asks the system for any free port (tests; the log names the one bound).
+        if let port = worker.metricsPort { try Self.checkRange(port, 0...65_535, "worker.metricsPort") }
         try Self.check(!worker.metricsHost.isEmpty, "worker.metricsHost", "must not be empty")
         try Self.checkMinimum(worker.reconnectInitialDelay, .milliseconds(1), "worker.reconnectInitialDelay")
         try Self.checkMinimum(

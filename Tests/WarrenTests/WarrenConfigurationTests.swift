@@ -50,7 +50,10 @@ import Testing
             schedules: [
                 ScheduleSettings(
                     name: "daily-report", cron: "0 6 * * *", timeZone: "Europe/Berlin", task: "reports.daily",
-                    payloadJSON: #"{"title":"Daily transactions"}"#, enabled: true, missedRuns: .once)
+                    payloadJSON: #"{"title":"Daily transactions"}"#, enabled: true, missedRuns: .once),
+                ScheduleSettings(
+                    name: "demo-report", cron: "*/10 * * * * *", timeZone: "UTC", task: "reports.daily",
+                    payloadJSON: #"{"title":"Demo report"}"#, enabled: true, missedRuns: .skip),
             ]
         )
         #expect(configuration == expected)

@@ -90,21 +90,16 @@ struct WorkerProcessTests {
     }
 }
 
-/// A `warren worker` child process with its output in files that the test reads as it goes.
+/// A `warren worker` child process for a harness: its configuration file points at the harness's prefix.
 final class WorkerProcess: Sendable {
     static let queueJSON = #"{"name": "work", "tasks": ["test.#", "warren.diag.#", "demo.#"], "deliveryLimit": 3}"#
-    static let executable = TestBroker.repositoryRoot.appendingPathComponent(".build/debug/warren")
+    static let executable = ChildProcess.warren
 
-    let process: Process
-    let outputFile: URL
-    let logFile: URL
+    let child: ChildProcess
     let harness: WorkerHarness
 
     init(_ harness: WorkerHarness, name: String) throws {
         self.harness = harness
-        guard FileManager.default.isExecutableFile(atPath: Self.executable.path) else {
-            throw TestFailure("\(Self.executable.path) is missing: build it first (swift build --build-tests)")
-        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(harness.prefix)-\(name)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let config = directory.appendingPathComponent("warren.json")
@@ -121,36 +116,20 @@ final class WorkerProcess: Sendable {
             }
             """.utf8
         ).write(to: config)
-        outputFile = directory.appendingPathComponent("stdout")
-        logFile = directory.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
-        process = Process()
-        process.executableURL = Self.executable
-        process.arguments = [
-            "worker", "--config", config.path, "--diagnostic-tasks", "--name", "\(harness.prefix)-\(name)",
-        ]
-        process.standardOutput = try FileHandle(forWritingTo: outputFile)
-        process.standardError = try FileHandle(forWritingTo: logFile)
-        try process.run()
+        child = try ChildProcess(
+            Self.executable,
+            ["worker", "--config", config.path, "--diagnostic-tasks", "--name", "\(harness.prefix)-\(name)"],
+            directory: directory, name: "worker")
     }
 
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    var output: String { child.output }
+    var log: String { child.log }
+    func signal(_ number: Int32) { child.signal(number) }
+    func waitForLog(_ text: String) async throws { try await child.waitForLog(text) }
+    func waitForOutput(_ text: String, timeout: Duration) async throws {
+        try await child.waitForOutput(text, timeout: timeout)
     }
-
-    var output: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
-    var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
-
-    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
-
-    func waitForLog(_ text: String, timeout: Duration = .seconds(15)) async throws {
-        try await waitFor("'\(text)' in the worker's log", timeout: timeout) { self.log.contains(text) }
-    }
-
-    func waitForOutput(_ text: String, timeout: Duration = .seconds(15)) async throws {
-        try await waitFor("'\(text)' on the worker's output", timeout: timeout) { self.output.contains(text) }
-    }
+    func waitForExit(timeout: Duration) async throws -> Int32 { try await child.waitForExit(timeout: timeout) }
 
     /// Waits until the worker consumes its queue (the broker counts its consumer).
     func waitUntilConsuming(timeout: Duration = .seconds(20)) async throws {
@@ -160,38 +139,13 @@ final class WorkerProcess: Sendable {
                 try $0.declareQueue(queue, passive: true).consumerCount
             }
             if (consumers ?? 0) > 0 { return }
-            if !process.isRunning { throw TestFailure("the worker exited early: \(log)") }
+            if !child.isRunning { throw TestFailure("the worker exited early: \(log)") }
             if ContinuousClock.now > deadline { throw TestFailure("the worker did not consume in time: \(log)") }
             try await Task.sleep(for: .milliseconds(50))
         }
     }
 
-    func waitForExit(timeout: Duration) async throws -> Int32 {
-        try await waitFor("the worker to exit", timeout: timeout) { !self.process.isRunning }
-        return process.terminationStatus
-    }
-
-    private func waitFor(_ what: String, timeout: Duration, _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            if ContinuousClock.now > deadline {
-                throw TestFailure("timed out after \(timeout) waiting for \(what); log:\n\(log)")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
-    /// Runs a command to completion and returns its exit status and combined output.
     static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try ChildProcess.run(executable, arguments)
     }
 }

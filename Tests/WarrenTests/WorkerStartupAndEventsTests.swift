@@ -90,4 +90,39 @@ struct WorkerStartupAndEventsTests {
             try await h.eventuallyEmpty(h.workQueue)
         }
     }
+
+    @Test func workerServesItsOwnMetricsWhenAPortIsConfigured() async throws {
+        try await WorkerHarness.with("workermetrics", workerJSON: #""metricsPort": 0"#) { h in
+            let runs = Recorder<Run>()
+            let worker = try h.startWorker(.recording(runs))
+            try await h.jobs.enqueue(TestJob(n: 1))
+            try await h.jobs.enqueue(TestJob(n: 2, behaviour: "permanent"))
+            _ = try await h.deadLetters(1)
+            try await runs.wait(forCount: 2, "both jobs")
+            let deadline = ContinuousClock.now + .seconds(10)
+            while worker.metricsPort == nil {
+                if ContinuousClock.now > deadline { throw TestFailure("the worker's metrics listener did not start") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let port = try #require(worker.metricsPort)
+            // The dead letter is counted just after the broker confirmed it.
+            try await h.logLines.wait(for: "the dead letter to be counted") { _ in
+                worker.counters.dead.load(ordering: .relaxed) == 1
+            }
+            let result = try ChildProcess.run(
+                "/usr/bin/python3",
+                [
+                    "-c",
+                    "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:\(port)/metrics').read().decode())",
+                ])
+            let samples = try PrometheusText.parse(result.output)
+            func value(_ outcome: String) -> Double? {
+                samples.first { $0.name == "warren_worker_jobs_total" && $0.labels["outcome"] == outcome }?.value
+            }
+            #expect(value("succeeded") == 1)
+            #expect(value("dead") == 1)
+            #expect(samples.contains { $0.name == "warren_worker_jobs_in_flight" })
+            #expect(samples.first { $0.name == "warren_worker_connected" }?.value == 1)
+        }
+    }
 }
