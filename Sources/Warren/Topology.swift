@@ -79,7 +79,7 @@ public struct Topology: Sendable {
     }
 
     /// Turns the broker's "inequivalent arg" sentence into one that names both values and what to do.
-    static func explain(_ error: AMQPError) -> String {
+    public static func explain(_ error: AMQPError) -> String {
         // PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue 'q' in vhost '/': received '5' but
         // current is '3'
         let text = error.message

@@ -10,7 +10,8 @@ import WarrenAMQP
 enum CLI {
     static let version = AMQPConnection.clientVersion
     static let commands: [any WarrenCommand.Type] = [
-        WorkerCommand.self, CoordinatorCommand.self, DemoCommand.self, BenchCommand.self, DrainCommand.self,
+        WorkerCommand.self, CoordinatorCommand.self, EnqueueCommand.self, DeadCommand.self, TopologyCommand.self,
+        CronCommand.self, DemoCommand.self, BenchCommand.self, DrainCommand.self,
     ]
 
     static var help: String {

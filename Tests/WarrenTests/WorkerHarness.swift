@@ -12,6 +12,8 @@ final class WorkerHarness: Sendable {
     let raw: AMQPClient
     let jobs: JobClient
     let logLines = Recorder<String>()
+    /// The configuration as JSON, for `warren` commands run as processes.
+    let configurationJSON: String
     private let workers = Mutex<[(JobWorker, Task<Void, Error>)]>([])
 
     /// `extra` is JSON members merged into the test configuration's top level (e.g. `"tasks": {...}`).
@@ -36,6 +38,7 @@ final class WorkerHarness: Sendable {
               "tasks": \(tasksJSON)
             }
             """
+        configurationJSON = json
         configuration = try WarrenConfiguration.decode(Data(json.utf8))
         raw = try await TestBroker.client(prefix + "-raw")
         jobs = try JobClient(configuration: configuration, connectionName: prefix + "-jobs")
@@ -49,6 +52,20 @@ final class WorkerHarness: Sendable {
     }
 
     var workQueue: String { "\(prefix).work" }
+
+    /// Writes the configuration to a file for `warren --config`.
+    func configFile() throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(prefix)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("warren.json")
+        try Data(configurationJSON.utf8).write(to: file)
+        return file.path
+    }
+
+    /// Runs the built `warren` with `arguments` to completion.
+    func warren(_ arguments: String...) throws -> (status: Int32, output: String) {
+        try ChildProcess.run(ChildProcess.warren.path, arguments)
+    }
     var deadQueue: String { "\(prefix).work.dead" }
 
     /// Starts an in-process worker running `registry`'s handlers.

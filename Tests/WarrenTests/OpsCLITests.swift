@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import Warren
+import WarrenAMQP
+import WarrenTestSupport
+
+/// The ops commands, run as the built binary against the real broker.
+@Suite("warren ops commands")
+struct OpsCLITests {
+    private func warren(_ arguments: String...) throws -> (status: Int32, output: String) {
+        try ChildProcess.run(ChildProcess.warren.path, arguments)
+    }
+
+    @Test func helpAtEveryLevelAndUsageErrorsExit64WithOneLine() throws {
+        let top = try warren("--help")
+        #expect(top.status == 0)
+        for command in ["worker", "coordinator", "enqueue", "dead", "topology", "cron", "demo", "bench"] {
+            #expect(top.output.contains("  \(command) "), "warren --help lists \(command)")
+            let help = try warren(command, "--help")
+            #expect(help.status == 0 && help.output.contains("Usage: warren \(command)"))
+        }
+        for arguments in [
+            ["frobnicate"], ["dead"], ["dead", "purge", "--queue", "work"], ["enqueue"], ["cron", "next"],
+        ] {
+            let result = try ChildProcess.run(ChildProcess.warren.path, arguments)
+            #expect(result.status == 64, "\(arguments)")
+            #expect(result.output.split(separator: "\n").count == 1, "\(arguments): \(result.output)")
+        }
+    }
+
+    @Test func enqueuedJobRuns() async throws {
+        try await WorkerHarness.with("cli-enqueue") { h in
+            let runs = Recorder<Run>()
+            try h.startWorker(.recording(runs))
+            let result = try h.warren(
+                "enqueue", "test.job", "--payload", #"{"n": 77}"#, "--id", "cli-1", "--config",
+                try h.configFile())
+            #expect(result.status == 0, "\(result.output)")
+            #expect(result.output.contains("cli-1"))
+            let run = try #require(try await runs.wait(forCount: 1, "the enqueued job").first)
+            #expect(run.n == 77 && run.id == "cli-1")
+        }
+    }
+
+    @Test func topologyCheckReportsAQueueWithAnotherArgument() async throws {
+        // The harness declared the work queue with deliveryLimit 3; the checked configuration says 5.
+        try await WorkerHarness.with("cli-drift") { h in
+            let matching = try h.warren("topology", "check", "--config", try h.configFile())
+            #expect(matching.status == 0, "\(matching.output)")
+            let drifted = h.configurationJSON.replacingOccurrences(
+                of: #""deliveryLimit": 3"#, with: #""deliveryLimit": 5"#)
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(h.prefix)-drift.json")
+            try Data(drifted.utf8).write(to: file)
+            let result = try h.warren("topology", "check", "--config", file.path)
+            #expect(result.status == 1)
+            #expect(result.output.contains("queue '\(h.workQueue)'") && result.output.contains("x-delivery-limit"))
+        }
+    }
+
+    @Test func deadLettersAreListedWithoutBeingConsumedThenReplayedToAFixedWorker() async throws {
+        try await WorkerHarness.with("cli-replay") { h in
+            // A broken deployment: the handler fails these jobs for good.
+            let runs = Recorder<Run>()
+            let broken = try h.startWorker(.recording(runs), name: "broken")
+            for n in 1...3 { try await h.jobs.enqueue(TestJob(n: n, behaviour: "permanent"), id: "replay-\(n)") }
+            try await h.logLines.wait(for: "three dead letters") { lines in
+                lines.filter { $0.contains("job dead-lettered") }.count == 3
+            }
+            broken.shutdown()
+            try await h.finishWorkers()
+            let config = try h.configFile()
+
+            let list = try h.warren("dead", "list", "--queue", "work", "--json", "--config", config)
+            #expect(list.status == 0)
+            #expect(list.output.contains("replay-1") && list.output.contains("\"errorType\" : \"permanent\""))
+            #expect(try await h.queueDepth(h.deadQueue) == 3, "listing consumed nothing")
+
+            let show = try h.warren("dead", "show", "replay-2", "--queue", "work", "--config", config)
+            #expect(show.status == 0 && show.output.contains("x-warren-error: job 2 cannot ever succeed"))
+
+            // The fixed deployment: the same task, a handler that succeeds.
+            let fixedRuns = Recorder<Int>()
+            var fixed = JobRegistry()
+            fixed.register(TestJob.self) { job, _ in fixedRuns.append(job.n) }
+            try h.startWorker(fixed, name: "fixed")
+            let replay = try h.warren("dead", "replay", "--all", "--queue", "work", "--config", config)
+            #expect(replay.status == 0, "\(replay.output)")
+            #expect(replay.output.contains("replayed 3 dead letters"))
+            let ran = try await fixedRuns.wait(forCount: 3, "the replayed jobs")
+            #expect(Set(ran) == [1, 2, 3])
+            #expect(try await h.queueDepth(h.deadQueue) == 0)
+        }
+    }
+
+    @Test func deadPurgeNeedsYes() async throws {
+        try await WorkerHarness.with("cli-purge") { h in
+            try await h.raw.publish(
+                OutgoingMessage(exchange: h.configuration.deadExchange, routingKey: h.workQueue, body: Array("{}".utf8))
+            )
+            let config = try h.configFile()
+            let refused = try h.warren("dead", "purge", "--queue", "work", "--config", config)
+            #expect(refused.status == 64 && refused.output.contains("--yes"))
+            #expect(try await h.queueDepth(h.deadQueue) == 1)
+            let purged = try h.warren("dead", "purge", "--queue", "work", "--yes", "--config", config)
+            #expect(purged.status == 0 && purged.output.contains("purged 1 message"))
+            #expect(try await h.queueDepth(h.deadQueue) == 0)
+        }
+    }
+}
