@@ -11,7 +11,7 @@ enum CLI {
     static let version = AMQPConnection.clientVersion
     static let commands: [any WarrenCommand.Type] = [
         WorkerCommand.self, CoordinatorCommand.self, EnqueueCommand.self, DeadCommand.self, TopologyCommand.self,
-        CronCommand.self, DemoCommand.self, BenchCommand.self, DrainCommand.self,
+        StatusCommand.self, CronCommand.self, DemoCommand.self, BenchCommand.self, DrainCommand.self,
     ]
 
     static var help: String {

@@ -125,8 +125,17 @@ public final class MetricsCollector: Sendable {
         }
     }
 
-    /// Workers whose last heartbeat is no older than three heartbeat intervals.
-    var liveWorkers: [String: [String: String]] {
+    /// The queue figures of the last ``collect()``.
+    public var queueSamples: [QueueSample] { state.withLock { $0.queues } }
+
+    /// Connects and follows worker events without publishing snapshots (for `warren status`).
+    public func start() async throws {
+        try await client.connect()
+        try await followEvents()
+    }
+
+    /// Workers whose last heartbeat is no older than three heartbeat intervals, by worker id.
+    public var liveWorkers: [String: [String: String]] {
         let horizon = Date().addingTimeInterval(-3 * configuration.worker.heartbeatInterval.seconds)
         return state.withLock { s in s.workers.filter { $0.value.at >= horizon }.mapValues(\.fields) }
     }

@@ -106,4 +106,24 @@ struct OpsCLITests {
             #expect(try await h.queueDepth(h.deadQueue) == 0)
         }
     }
+
+    @Test func statusJSONFiguresMatchTheBroker() async throws {
+        try await WorkerHarness.with("cli-status") { h in
+            for n in 1...2 { try await h.jobs.enqueue(TestJob(n: n)) }
+            try await h.raw.publish(
+                OutgoingMessage(exchange: h.configuration.deadExchange, routingKey: h.workQueue, body: Array("{}".utf8))
+            )
+            let result = try h.warren("status", "--json", "--config", try h.configFile())
+            #expect(result.status == 0, "\(result.output)")
+            let object = try #require(
+                try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+            let queues = try #require(object["queues"] as? [[String: Any]])
+            func messages(_ name: String) -> Int? {
+                queues.first { $0["queue"] as? String == name }?["messages"] as? Int
+            }
+            #expect(messages(h.workQueue) == 2)
+            #expect(messages(h.deadQueue) == 1)
+            #expect(queues.first { $0["queue"] as? String == h.workQueue }?["kind"] as? String == "work")
+        }
+    }
 }
