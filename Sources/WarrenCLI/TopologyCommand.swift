@@ -9,34 +9,50 @@ struct TopologyCommand: WarrenCommand {
     static let help = """
         Usage: warren topology apply [--config FILE]
                warren topology check [--config FILE]
+               warren topology export [--config FILE] [--vhost VHOST]
 
         apply   Declares every exchange, queue and binding of the configuration (idempotent; what workers do at
                 start). A queue that exists with other arguments fails, naming the argument and both values.
         check   Changes nothing. Reports each exchange or queue that is missing, or exists with other arguments
                 than the configuration's; exit 1 on any drift, 0 when the broker matches. (Bindings are not
                 compared: AMQP cannot read them back without the management API.)
+        export  Prints the topology as RabbitMQ definitions JSON (exchanges, queues with arguments, bindings) for
+                `rabbitmqctl import_definitions FILE` or the management UI; vhost default "/".
         """
 
+    enum Action {
+        case apply, check
+        case export(vhost: String)
+    }
     let configuration: WarrenConfiguration
-    let apply: Bool
+    let action: Action
 
     init(arguments: inout CommandLineArguments, environment: [String: String]) throws {
         configuration = try CLI.loadConfiguration(
             path: try arguments.option("--config") ?? "Config/warren.json", environment: environment)
+        let vhost = try arguments.option("--vhost") ?? "/"
         switch arguments.positional() {
-        case "apply": apply = true
-        case "check": apply = false
-        case let other?: throw UsageError("unknown topology command '\(other)' (apply or check)")
-        case nil: throw UsageError("missing topology command (apply or check)")
+        case "apply": action = .apply
+        case "check": action = .check
+        case "export": action = .export(vhost: vhost)
+        case let other?: throw UsageError("unknown topology command '\(other)' (apply, check or export)")
+        case nil: throw UsageError("missing topology command (apply, check or export)")
         }
     }
 
     func run() async throws -> Int32 {
+        let topology = Topology(configuration: configuration)
+        if case .export(let vhost) = action {
+            let data = try JSONSerialization.data(
+                withJSONObject: topology.definitions(vhost: vhost),
+                options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
+            return 0
+        }
         let client = try configuration.makeAMQPClient(connectionName: "warren-topology")
         try await client.connect()
         defer { Task { await client.close() } }
-        let topology = Topology(configuration: configuration)
-        if apply {
+        if case .apply = action {
             try await client.withChannel { try topology.declare(on: $0) }
             print("declared the topology of prefix '\(configuration.prefix)'")
             return 0

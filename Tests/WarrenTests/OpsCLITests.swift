@@ -126,4 +126,32 @@ struct OpsCLITests {
             #expect(queues.first { $0["queue"] as? String == h.workQueue }?["kind"] as? String == "work")
         }
     }
+
+    @Test func exportedDefinitionsImportIntoRabbitMQAndMatchTheConfiguration() async throws {
+        try await WorkerHarness.with("cli-export") { h in
+            let vhost = h.prefix + "-defs"
+            let export = try h.warren("topology", "export", "--vhost", vhost, "--config", try h.configFile())
+            #expect(export.status == 0)
+            var definitions = try #require(
+                try JSONSerialization.jsonObject(with: Data(export.output.utf8)) as? [String: Any])
+            // The test's guest user needs rights in the new vhost.
+            definitions["permissions"] = [
+                ["user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"]
+            ]
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(vhost).json")
+            try JSONSerialization.data(withJSONObject: definitions).write(to: file)
+            try TestBroker.script("ctl", "import_definitions", file.path)
+            defer { _ = try? TestBroker.script("ctl", "delete_vhost", vhost) }
+            // The imported topology is exactly the configuration's: check finds no drift in that vhost.
+            let url = TestBroker.url.replacingOccurrences(of: "/%2F", with: "/\(vhost)")
+            let check = try ChildProcess.run(
+                "/usr/bin/env",
+                [
+                    "WARREN_AMQP_URL=\(url)", ChildProcess.warren.path, "topology", "check", "--config",
+                    try h.configFile(),
+                ])
+            #expect(check.status == 0, "\(check.output)")
+            #expect(check.output.contains("match the configuration"))
+        }
+    }
 }
