@@ -4,6 +4,10 @@ import Warren
 import WarrenAMQP
 import WarrenTestSupport
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The ops commands, run as the built binary against the real broker.
 @Suite("warren ops commands")
 struct OpsCLITests {
@@ -152,6 +156,50 @@ struct OpsCLITests {
                 ])
             #expect(check.status == 0, "\(check.output)")
             #expect(check.output.contains("match the configuration"))
+        }
+    }
+
+    @Test func aReplayKilledMidwayLosesNothingAndDuplicatesAtMostOne() async throws {
+        try await WorkerHarness.with("cli-replay-kill") { h in
+            let count = 300
+            let letters = (0..<count).map { n in
+                OutgoingMessage(
+                    exchange: h.configuration.deadExchange, routingKey: h.workQueue, body: Array("{\"n\":\(n)}".utf8),
+                    properties: BasicProperties(
+                        headers: [
+                            WarrenHeader.errorType: "permanent", WarrenHeader.originQueue: .string(h.workQueue),
+                            WarrenHeader.routingKey: "test.job",
+                        ], messageID: "kill-\(n)"))
+            }
+            #expect(await h.raw.publish(letters).allSatisfy { $0 == nil })
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(h.prefix)
+            let replay = try ChildProcess(
+                ChildProcess.warren, ["dead", "replay", "--all", "--queue", "work", "--config", try h.configFile()],
+                directory: directory, name: "replay")
+            try await replay.waitFor("some replays", timeout: .seconds(20)) {
+                replay.output.split(separator: "\n").count >= 20 || !replay.isRunning
+            }
+            replay.signal(SIGKILL)
+            _ = try await replay.waitForExit(timeout: .seconds(5))
+            // Every job is either back in the work queue or still a dead letter (the unacked one returns when the
+            // killed process's connection closes); at most one is in both.
+            var ids: [String] = []
+            var perQueue: [Int] = []
+            for queue in [h.workQueue, h.deadQueue] {
+                let fetched = try await h.raw.withChannel { channel in
+                    var ids: [String] = []
+                    while let (delivery, _) = try channel.get(queue: queue, noAck: true) {
+                        ids.append(delivery.properties.messageID ?? "")
+                    }
+                    return ids
+                }
+                ids += fetched
+                perQueue.append(fetched.count)
+            }
+            // The kill landed mid-way: some jobs were replayed, some were not yet.
+            #expect(perQueue[0] > 0 && perQueue[1] > 0, "replayed / left: \(perQueue)")
+            #expect(Set(ids) == Set((0..<count).map { "kill-\($0)" }), "nothing lost")
+            #expect(ids.count - Set(ids).count <= 1, "duplicates: \(ids.count - Set(ids).count)")
         }
     }
 }
