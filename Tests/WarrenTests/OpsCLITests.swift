@@ -161,7 +161,8 @@ struct OpsCLITests {
 
     @Test func aReplayKilledMidwayLosesNothingAndDuplicatesAtMostOne() async throws {
         try await WorkerHarness.with("cli-replay-kill") { h in
-            let count = 300
+            // Enough that the replay takes seconds: the kill lands mid-way even on a loaded machine.
+            let count = 2000
             let letters = (0..<count).map { n in
                 OutgoingMessage(
                     exchange: h.configuration.deadExchange, routingKey: h.workQueue, body: Array("{\"n\":\(n)}".utf8),

@@ -15,13 +15,15 @@ struct WorkerProcessTests {
         try await WorkerHarness.with("sigterm", queueJSON: WorkerProcess.queueJSON) { h in
             let worker = try WorkerProcess(h, name: "a")
             try await worker.waitUntilConsuming()
-            try await h.jobs.enqueue(DiagnosticJobs.Sleep(milliseconds: 1500, marker: "slow-1"))
+            try await h.jobs.enqueue(DiagnosticJobs.Sleep(milliseconds: 3000, marker: "slow-1"))
             try await worker.waitForLog("diag.sleep started")
             worker.signal(SIGTERM)
             let status = try await worker.waitForExit(timeout: .seconds(15))
             #expect(status == 0)
             #expect(worker.output.contains("diag.sleep done slow-1 attempt 1"))
             #expect(worker.log.contains("every job in flight finished"))
+            // The signal arrived while the job ran.
+            #expect(worker.log.contains(#""jobs.in_flight":"1""#))
             #expect(try await h.queueDepth(h.workQueue) == 0)
             #expect(try await h.queueDepth(h.deadQueue) == 0)
         }
@@ -31,13 +33,14 @@ struct WorkerProcessTests {
         try await WorkerHarness.with("sigkill", queueJSON: WorkerProcess.queueJSON) { h in
             let first = try WorkerProcess(h, name: "first")
             try await first.waitUntilConsuming()
-            try await h.jobs.enqueue(DiagnosticJobs.Sleep(milliseconds: 2000, marker: "killed-1"))
+            // Long enough that the kill lands mid-job even on a loaded 2-core machine.
+            try await h.jobs.enqueue(DiagnosticJobs.Sleep(milliseconds: 6000, marker: "killed-1"))
             try await first.waitForLog("diag.sleep started")
             first.signal(SIGKILL)
             _ = try await first.waitForExit(timeout: .seconds(5))
             #expect(!first.output.contains("diag.sleep done killed-1"))
             let second = try WorkerProcess(h, name: "second")
-            try await second.waitForOutput("diag.sleep done killed-1", timeout: .seconds(20))
+            try await second.waitForOutput("diag.sleep done killed-1", timeout: .seconds(30))
             second.signal(SIGTERM)
             #expect(try await second.waitForExit(timeout: .seconds(15)) == 0)
             #expect(try await h.queueDepth(h.workQueue) == 0)
