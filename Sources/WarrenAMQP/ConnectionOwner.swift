@@ -133,10 +133,15 @@ final class ConnectionOwner {
         }
         var delay = policy.initialDelay
         while running {
-            wait(
-                socket: -1,
-                timeout: Int32(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000))
-            for command in mailbox.take() { execute(command) }
+            // Sleep the whole backoff: a wake-up (a command posted meanwhile, failed at once while disconnected)
+            // must not cut it short, or a busy client would reconnect without any delay.
+            let deadline = ContinuousClock.now + delay
+            while running, ContinuousClock.now < deadline {
+                let remaining = (deadline - ContinuousClock.now).components
+                let milliseconds = remaining.seconds * 1000 + remaining.attoseconds / 1_000_000_000_000_000
+                wait(socket: -1, timeout: Int32(max(1, milliseconds)))
+                for command in mailbox.take() { execute(command) }
+            }
             guard running else { return }
             do {
                 try open()
