@@ -20,6 +20,7 @@ struct BenchCommand: WarrenCommand {
           raw-consume      AMQPConnection on one thread, prefetch --prefetch, ack every delivery
           raw-consume-multiple   the same, acking every 50th delivery with multiple
           client-consume   AMQPClient consumer, each delivery acked through the client's mailbox
+          worker-drain     a JobWorker (concurrency 16, no-op handler, events off) draining pre-filled jobs
 
         Options:
           --count N          Messages per scenario (default 100000)
@@ -32,9 +33,13 @@ struct BenchCommand: WarrenCommand {
           --json             Print a JSON array instead of the table
         """
 
-    static let scenarios = ["raw-publish", "client-publish", "raw-consume", "raw-consume-multiple", "client-consume"]
+    static let scenarios = [
+        "raw-publish", "client-publish", "raw-consume", "raw-consume-multiple", "client-consume", "worker-drain",
+    ]
 
     let connection: AMQPConnectionConfiguration
+    /// The broker URIs as given, for a Warren configuration of the worker scenarios.
+    let brokerURLs: [String]
     let count: Int
     let size: Int
     let queueType: String
@@ -44,8 +49,10 @@ struct BenchCommand: WarrenCommand {
     let json: Bool
 
     init(arguments: inout CommandLineArguments, environment: [String: String]) throws {
-        connection = try CLI.connection(
-            url: try arguments.option("--url"), environment: environment, name: "warren-bench")
+        let url = try arguments.option("--url")
+        connection = try CLI.connection(url: url, environment: environment, name: "warren-bench")
+        brokerURLs = (url ?? environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2F")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         count = try arguments.option("--count", as: Int.self) ?? 100_000
         size = try arguments.option("--size", as: Int.self) ?? 100
         queueType = try arguments.option("--queue-type") ?? "quorum"
@@ -89,6 +96,8 @@ struct BenchCommand: WarrenCommand {
                 _ = try await onThread { try rawPublish(queue: queue, body: body, timed: false) }
                 let every = scenario == "raw-consume" ? 1 : 50
                 elapsed = try await onThread { try rawConsume(queue: queue, ackEvery: every) }
+            case "worker-drain":
+                elapsed = try await workerDrain(body: body)
             case "client-consume":
                 _ = try await onThread { try rawPublish(queue: queue, body: body, timed: false) }
                 elapsed = try await clientConsume(queue: queue)
@@ -160,11 +169,14 @@ struct BenchCommand: WarrenCommand {
     }
 
     /// Publishes `count` messages with confirms, keeping `window` unconfirmed; returns the time it took.
-    private func rawPublish(queue: String, body: [UInt8], timed: Bool) throws -> Duration {
+    private func rawPublish(
+        queue: String, body: [UInt8], timed: Bool, exchange: String = "", routingKey: String? = nil,
+        declare: Bool = true
+    ) throws -> Duration {
         let connection = try AMQPConnection.connect(self.connection)
         defer { connection.close() }
         let channel = try connection.openChannel()
-        try channel.declareQueue(queue, arguments: queueArguments)
+        if declare { try channel.declareQueue(queue, arguments: queueArguments) }
         try channel.confirmSelect()
         let properties = BasicProperties.persistentJSON
         var published = 0
@@ -172,7 +184,8 @@ struct BenchCommand: WarrenCommand {
         let start = ContinuousClock.now
         while confirmed < count {
             while published < count, published - confirmed < window {
-                try channel.publish(exchange: "", routingKey: queue, body: body, properties: properties)
+                try channel.publish(
+                    exchange: exchange, routingKey: routingKey ?? queue, body: body, properties: properties)
                 published += 1
             }
             guard let event = try connection.waitForEvent(timeout: .seconds(30)) else {
@@ -266,4 +279,99 @@ struct BenchCommand: WarrenCommand {
 /// A counter shared by concurrent tasks.
 final class SharedCounter: Sendable {
     let value = Atomic<Int>(0)
+}
+
+/// A no-op job for the worker benchmark.
+struct BenchJob: JobPayload {
+    static let taskName = "bench.noop"
+    var to: String?
+}
+
+extension BenchCommand {
+    /// Pre-fills `count` jobs, then times one JobWorker (concurrency 16, no-op handler, lifecycle events off) until
+    /// every handler has run.
+    func workerDrain(body: [UInt8]) async throws -> Duration {
+        let prefix = "bench-\(UUID().uuidString.prefix(8).lowercased())"
+        var settings = WarrenConfiguration(
+            queues: [QueueSettings(name: "work", tasks: ["bench.#"], kind: queueType == "classic" ? .classic : .quorum)]
+        )
+        settings.prefix = prefix
+        settings.brokerURLs = brokerURLs
+        settings.worker.concurrency = 16
+        if let prefetch = ProcessInfo.processInfo.environment["WARREN_BENCH_WORKER_PREFETCH"].flatMap(Int.init) {
+            settings.worker.prefetch = prefetch
+        }
+        settings.worker.lifecycleEvents = false
+        settings.retryTiers = [.seconds(1)]
+        let configuration = settings
+        let jobs = try JobClient(configuration: configuration, connectionName: "warren-bench-setup")
+        try await jobs.connect()
+        try await jobs.declareTopology()
+        await jobs.close()
+        let queue = configuration.queueName(configuration.queues[0])
+        _ = try await onThread { [self] in
+            try rawPublish(
+                queue: queue, body: body, timed: false, exchange: configuration.jobsExchange,
+                routingKey: BenchJob.taskName, declare: false)
+        }
+        let done = SharedCounter()
+        let total = count
+        let finished = Once()
+        var registry = JobRegistry()
+        registry.register(BenchJob.self) { _, _ in
+            if done.value.add(1, ordering: .relaxed).newValue == total { finished.signal() }
+        }
+        let worker = try JobWorker(
+            configuration: configuration, registry: registry, logger: Logger(sink: .none),
+            connectionName: "warren-bench-worker")
+        let start = ContinuousClock.now
+        let running = Task { try await worker.run() }
+        await finished.wait()
+        let elapsed = ContinuousClock.now - start
+        worker.shutdown()
+        try await running.value
+        try await onThread { [self] in
+            let connection = try AMQPConnection.connect(self.connection)
+            defer { connection.close() }
+            let channel = try connection.openChannel()
+            for name in [
+                queue, configuration.deadQueueName(configuration.queues[0]),
+                configuration.retryQueueName(tier: .seconds(1)),
+            ] {
+                try channel.deleteQueue(name)
+            }
+            for exchange in [
+                configuration.jobsExchange, configuration.retryExchange, configuration.deadExchange,
+                configuration.eventsExchange, configuration.metricsExchange,
+            ] {
+                try channel.deleteExchange(exchange)
+            }
+        }
+        return elapsed
+    }
+}
+
+/// A one-shot signal awaited by one task.
+final class Once: Sendable {
+    private let state = Mutex<(signalled: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func signal() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.signalled = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.signalled { return true }
+                s.waiter = continuation
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
 }
