@@ -28,6 +28,8 @@ final class ConnectionOwner {
     private var idleConsumerChannels: [UInt16] = []
     private var nextConsumerChannel: UInt16 = 3
     private let confirms = ConfirmTracker()
+    /// Ack coalescing per consumer channel (see ``AckWindow``).
+    private var ackWindows: [UInt16: AckWindow] = [:]
 
     init(configuration: AMQPClientConfiguration, mailbox: Mailbox) {
         self.configuration = configuration
@@ -59,6 +61,7 @@ final class ConnectionOwner {
             for command in mailbox.take() {
                 execute(command)
             }
+            flushAcks()
             guard running else { break }
             guard let connection, connection.isOpen else {
                 if let error = connection?.closeError { lost(error) }
@@ -206,10 +209,19 @@ final class ConnectionOwner {
         }
         switch command {
         case .ack(let tag, let multiple):
-            settle(tag) { try $0.ack(tag, multiple: multiple) }
+            if !multiple, var window = ackWindows[tag.channel], window.epoch == tag.epoch {
+                // Sent in flushAcks(), coalesced with the acks of the jobs completed before it.
+                window.settle(tag.value, needsAck: true)
+                ackWindows[tag.channel] = window
+            } else {
+                if multiple { ackWindows[tag.channel]?.settleThrough(tag.value, epoch: tag.epoch) }
+                settle(tag) { try $0.ack(tag, multiple: multiple) }
+            }
         case .nack(let tag, let multiple, let requeue):
+            settled(tag, multiple: multiple)
             settle(tag) { try $0.nack(tag, multiple: multiple, requeue: requeue) }
         case .reject(let tag, let requeue):
+            settled(tag, multiple: false)
             settle(tag) { try $0.reject(tag, requeue: requeue) }
         case .publish(let message, let confirmed):
             do {
@@ -290,6 +302,36 @@ final class ConnectionOwner {
         }
     }
 
+    /// Records a nack or reject (sent at once) in the ack window, so later coalesced acks can pass it.
+    private func settled(_ tag: DeliveryTag, multiple: Bool) {
+        guard var window = ackWindows[tag.channel], window.epoch == tag.epoch else { return }
+        if multiple {
+            window.settleThrough(tag.value, epoch: tag.epoch)
+        } else {
+            window.settle(tag.value, needsAck: false)
+        }
+        ackWindows[tag.channel] = window
+    }
+
+    /// Sends the acks collected in this command batch: one `multiple` ack for the settled prefix of each consumer
+    /// channel, single acks for completed jobs above a gap (a job still running). Never holds an ack back, so a
+    /// long job cannot make its neighbours' acks wait and exhaust the prefetch window.
+    private func flushAcks() {
+        guard let connection, connection.isOpen else { return }
+        for (id, var window) in ackWindows where window.hasWork {
+            let (through, singles) = window.drain()
+            ackWindows[id] = window
+            if let through {
+                let tag = DeliveryTag(value: through, channel: id, epoch: window.epoch)
+                settle(tag) { try $0.ack(tag, multiple: true) }
+            }
+            for value in singles {
+                let tag = DeliveryTag(value: value, channel: id, epoch: window.epoch)
+                settle(tag) { try $0.ack(tag, multiple: false) }
+            }
+        }
+    }
+
     private func publish(_ message: OutgoingMessage, on connection: AMQPConnection) throws -> UInt64 {
         let channel = try connection.channel(Self.publishChannel)
         if !channel.isConfirming {
@@ -309,9 +351,16 @@ final class ConnectionOwner {
     private func handle(_ event: AMQPEvent) {
         switch event {
         case .delivery(let delivery):
+            let tag = delivery.tag
+            if ackWindows[tag.channel]?.epoch == tag.epoch {
+                ackWindows[tag.channel]?.delivered(tag.value)
+            } else {
+                ackWindows[tag.channel] = AckWindow(epoch: tag.epoch, first: tag.value)
+            }
             if let consumer = consumers[delivery.consumerTag] {
                 consumer.spec.handler(delivery)
             } else if let connection {
+                settled(tag, multiple: false)
                 // Its consumer was cancelled after the broker sent it: give it back.
                 _ = try? AMQPChannel(connection: connection, id: delivery.tag.channel).reject(
                     delivery.tag, requeue: true)
@@ -466,5 +515,69 @@ final class ConfirmTracker {
         case .batch(let batch, let index):
             batch.complete(index, error)
         }
+    }
+}
+
+/// The deliveries of one consumer channel incarnation, for coalescing acks of completed jobs with `multiple`.
+///
+/// Delivery tags on a channel are dense and increasing. `lowestUnsettled` is the oldest delivery whose outcome is
+/// not known yet: every delivery below it is settled, so one `ack(lowestUnsettled - 1, multiple: true)` acks every
+/// job completed below it and nothing else (nacked or rejected ones are no longer outstanding at the broker).
+struct AckWindow {
+    let epoch: UInt64
+    private(set) var lowestUnsettled: UInt64
+    private var highestDelivered: UInt64
+    /// Everything at or below this is acked on the wire.
+    private var ackedThrough: UInt64
+    /// Settled deliveries above `lowestUnsettled`.
+    private var settledAbove: Set<UInt64> = []
+    /// Settled by an ack that has not been sent yet.
+    private var unsentAcks: Set<UInt64> = []
+
+    init(epoch: UInt64, first: UInt64) {
+        self.epoch = epoch
+        lowestUnsettled = first
+        highestDelivered = first
+        ackedThrough = first - 1
+    }
+
+    var hasWork: Bool { !unsentAcks.isEmpty }
+
+    mutating func delivered(_ tag: UInt64) { highestDelivered = max(highestDelivered, tag) }
+
+    mutating func settle(_ tag: UInt64, needsAck: Bool) {
+        guard tag >= lowestUnsettled else { return }
+        if needsAck { unsentAcks.insert(tag) }
+        if tag == lowestUnsettled {
+            lowestUnsettled += 1
+            while settledAbove.remove(lowestUnsettled) != nil { lowestUnsettled += 1 }
+        } else {
+            settledAbove.insert(tag)
+        }
+    }
+
+    /// A `multiple` outcome sent by the caller: everything through `tag` is settled.
+    mutating func settleThrough(_ tag: UInt64, epoch: UInt64) {
+        guard epoch == self.epoch, tag >= lowestUnsettled else { return }
+        lowestUnsettled = tag + 1
+        while settledAbove.remove(lowestUnsettled) != nil { lowestUnsettled += 1 }
+        settledAbove = settledAbove.filter { $0 > tag }
+        unsentAcks = unsentAcks.filter { $0 > tag }
+        ackedThrough = max(ackedThrough, tag)
+    }
+
+    /// What to send now: one `multiple` ack for the settled prefix, and single acks for completed jobs above it.
+    ///
+    /// The `multiple` ack names the highest *unsent* ack in the prefix, never a tag already acked or nacked:
+    /// RabbitMQ answers a `multiple` ack whose own tag is not outstanding with 406 "unknown delivery tag" and closes
+    /// the channel (requeueing everything unacked). Every outstanding delivery at or below that tag is a completed
+    /// job whose ack is unsent, because everything in the prefix is settled and nacks and single acks were sent.
+    mutating func drain() -> (multipleThrough: UInt64?, singles: [UInt64]) {
+        let prefixEnd = lowestUnsettled - 1
+        let through = unsentAcks.filter { $0 <= prefixEnd }.max()
+        ackedThrough = max(ackedThrough, prefixEnd)
+        let singles = unsentAcks.filter { $0 > prefixEnd }.sorted()
+        unsentAcks = []
+        return (through, singles)
     }
 }

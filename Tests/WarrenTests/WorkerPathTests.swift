@@ -149,7 +149,8 @@ struct WorkerPathTests {
             let second = try #require(both.first { $0.n == 2 })
             // RFC 3339 in whole seconds: due is at most 1 s early in the header; compare with that.
             #expect(first.at >= due.addingTimeInterval(-1))
-            #expect(first.at.timeIntervalSince(due) < 0.2 + 2.5)
+            // At most one smallest tier late plus scheduling slack under full CI load; the next tier (5 s) would fail it.
+            #expect(first.at.timeIntervalSince(due) < 5.0)
             #expect(second.at >= enqueuedSecond.addingTimeInterval(0.7))
             #expect(second.attempt == 1)
         }
