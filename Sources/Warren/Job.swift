@@ -76,7 +76,7 @@ public struct JobRegistry: Sendable {
         entries[name] = Entry(taskName: name) { body, context in
             let payload: Payload
             do {
-                payload = try JSONDecoder().decode(Payload.self, from: body)
+                payload = try jobDecoder.decode(Payload.self, from: body)
             } catch {
                 throw JobDecodingError(taskName: name, underlying: error)
             }
@@ -95,6 +95,9 @@ public struct JobRegistry: Sendable {
         }
     }
 }
+
+/// One decoder for every job: it holds no per-decode state, and making one per job costs an allocation.
+private let jobDecoder = JSONDecoder()
 
 /// A body that is not JSON, or not the shape the payload type needs.
 struct JobDecodingError: Error, CustomStringConvertible {

@@ -79,8 +79,8 @@ struct JobEnvelope {
         notBefore = try Self.instant(headers, WarrenHeader.notBefore)
         expiresAt = try Self.instant(headers, WarrenHeader.expires)
         enqueuedAt = try Self.instant(headers, WarrenHeader.enqueuedAt) ?? delivery.properties.timestamp
-        // `expiration` is relative to publishing; with a timestamp it becomes an absolute expiry. (Quorum queues
-        // of RabbitMQ 3.10 ignore per-message TTL, so the worker enforces it.)
+        // `expiration` is relative to publishing; with a timestamp it becomes an absolute expiry. The broker's
+        // per-message TTL restarts in every queue (a retry hop resets it), so the worker checks it as well.
         if expiresAt == nil, let expiration = delivery.properties.expiration,
             let published = delivery.properties.timestamp
         {

@@ -318,7 +318,9 @@ public final class JobWorker: Sendable {
         case .success:
             consumer.ack(delivery.tag)
             counters.succeeded.add(1, ordering: .relaxed)
-            jobLogger.debug("job succeeded", ["job.duration_ms": "\(elapsed.milliseconds)"])
+            if logger.sink.minimumLevel <= .debug {
+                jobLogger.debug("job succeeded", ["job.duration_ms": "\(elapsed.milliseconds)"])
+            }
             emitEvent(
                 "job.succeeded", envelope: envelope, queue: queueName,
                 extra: ["durationMs": "\(elapsed.milliseconds)"])
@@ -353,15 +355,16 @@ public final class JobWorker: Sendable {
     private func runHandler(
         _ entry: JobRegistry.Entry, body: Data, context: JobContext, timeLimit: Duration?
     ) async -> HandlerOutcome {
-        let handler = Task { try await entry.run(body, context) }
         guard let timeLimit else {
+            // No time limit: run the handler in this job's own task (no second task per job).
             do {
-                try await handler.value
+                try await entry.run(body, context)
                 return .success
             } catch {
                 return .failure(error)
             }
         }
+        let handler = Task { try await entry.run(body, context) }
         let result = Once<HandlerOutcome>()
         return await withCheckedContinuation { (done: CheckedContinuation<HandlerOutcome, Never>) in
             result.set(done)
