@@ -1,8 +1,15 @@
 import Foundation
 
-/// Tasks for checking a deployment (and for Warren's own process-level tests): `warren.diag.sleep` waits, then
-/// succeeds; `warren.diag.fail` fails (retryably, or for good). `warren worker --diagnostic-tasks` registers them.
+/// Tasks for checking a deployment (and for Warren's own process-level tests and benchmarks): `warren.diag.noop`
+/// succeeds at once, `warren.diag.sleep` waits, then succeeds; `warren.diag.fail` fails (retryably, or for good).
+/// `warren worker --diagnostic-tasks` registers them.
 public enum DiagnosticJobs {
+    /// Does nothing and succeeds: the cost of a job is then Warren's own (`warren bench` uses it).
+    public struct Noop: JobPayload {
+        public static let taskName = "warren.diag.noop"
+        public init() {}
+    }
+
     public struct Sleep: JobPayload {
         public static let taskName = "warren.diag.sleep"
         public var milliseconds: Int
@@ -25,6 +32,7 @@ public enum DiagnosticJobs {
     }
 
     public static func register(into registry: inout JobRegistry) {
+        registry.register(Noop.self) { _, _ in }
         registry.register(Sleep.self) { job, context in
             context.logger.info("diag.sleep started", ["job.sleep_ms": "\(job.milliseconds)"])
             // Deliberately not cancellable: it stands for a handler that must not be cut off mid-way.

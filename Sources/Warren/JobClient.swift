@@ -30,7 +30,7 @@ public final class JobClient: Sendable {
     /// Enqueues a job and returns its id once the broker confirmed it.
     @discardableResult
     public func enqueue<Payload: JobPayload>(
-        _ payload: Payload, id: String = UUID().uuidString.lowercased(), delay: Duration? = nil,
+        _ payload: Payload, id: String = JobID.random(), delay: Duration? = nil,
         headers: FieldTable = [:], maxAttempts: Int? = nil
     ) async throws -> String {
         let body = try JSONEncoder().encode(payload)
@@ -41,7 +41,7 @@ public final class JobClient: Sendable {
     /// Enqueues a job given as JSON text for a task type.
     @discardableResult
     public func enqueue(
-        task: String, json: Data, id: String = UUID().uuidString.lowercased(), delay: Duration? = nil,
+        task: String, json: Data, id: String = JobID.random(), delay: Duration? = nil,
         headers: FieldTable = [:], maxAttempts: Int? = nil
     ) async throws -> String {
         try await client.publish(

@@ -70,7 +70,7 @@ struct JobEnvelope {
             id = messageID
             idWasGenerated = false
         } else {
-            id = UUID().uuidString.lowercased()
+            id = JobID.random()
             idWasGenerated = true
         }
         taskName = headers[WarrenHeader.task]?.stringValue ?? delivery.routingKey

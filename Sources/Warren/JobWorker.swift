@@ -30,6 +30,9 @@ public final class JobWorker: Sendable {
     private let state = Mutex(State())
 
     private struct State {
+        /// Handlers running: at most `worker.concurrency`.
+        var running = 0
+        /// Deliveries taken and not yet settled (running, or publishing their retry copy or dead letter).
         var inFlight = 0
         var shuttingDown = false
         var slotWaiter: CheckedContinuation<Void, Never>?
@@ -115,8 +118,13 @@ public final class JobWorker: Sendable {
             }
             await acquireSlot()
             Task {
-                await process(delivery, from: queue)
-                releaseSlot()
+                // The slot is freed as soon as the handler returned: waiting for the broker to confirm a retry
+                // copy or dead letter is not handler work. The delivery stays unacknowledged until settled, so
+                // the prefetch window bounds how many jobs are settling.
+                let slot = Slot(release: releaseSlot)
+                await process(delivery, from: queue, handlerFinished: slot.release)
+                slot.release()
+                jobSettled()
             }
         }
         let drained = await waitUntilIdle(timeout: configuration.worker.shutdownGrace)
@@ -201,8 +209,9 @@ public final class JobWorker: Sendable {
     private func acquireSlot() async {
         await withCheckedContinuation { (slot: CheckedContinuation<Void, Never>) in
             let granted = state.withLock { s -> Bool in
-                if s.inFlight < configuration.worker.concurrency {
-                    s.inFlight += 1
+                s.inFlight += 1
+                if s.running < configuration.worker.concurrency {
+                    s.running += 1
                     return true
                 }
                 s.slotWaiter = slot
@@ -212,21 +221,26 @@ public final class JobWorker: Sendable {
         }
     }
 
-    private func releaseSlot() {
-        let (waiter, idle) = state.withLock { s -> (CheckedContinuation<Void, Never>?, [@Sendable () -> Void]) in
+    @Sendable private func releaseSlot() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             if let waiter = s.slotWaiter {
                 // The slot passes straight to the waiting delivery.
                 s.slotWaiter = nil
-                return (waiter, [])
+                return waiter
             }
-            s.inFlight -= 1
-            if s.inFlight == 0 {
-                defer { s.idleWaiters = [] }
-                return (nil, s.idleWaiters)
-            }
-            return (nil, [])
+            s.running -= 1
+            return nil
         }
         waiter?.resume()
+    }
+
+    private func jobSettled() {
+        let idle = state.withLock { s -> [@Sendable () -> Void] in
+            s.inFlight -= 1
+            guard s.inFlight == 0 else { return [] }
+            defer { s.idleWaiters = [] }
+            return s.idleWaiters
+        }
         for notify in idle { notify() }
     }
 
@@ -256,7 +270,11 @@ public final class JobWorker: Sendable {
         case timeout(Duration)
     }
 
-    func process(_ delivery: Delivery, from queue: QueueSettings) async {
+    /// Runs one delivery to its end: handler, then ack, retry copy or dead letter. `handlerFinished` is called when
+    /// the handler has returned (or was never run), before the settlement.
+    func process(
+        _ delivery: Delivery, from queue: QueueSettings, handlerFinished: @Sendable () -> Void = {}
+    ) async {
         let queueName = configuration.queueName(queue)
         let envelope: JobEnvelope
         do {
@@ -311,6 +329,7 @@ public final class JobWorker: Sendable {
         let started = ContinuousClock.now
         let outcome = await runHandler(entry, body: delivery.body, context: context, timeLimit: timeLimit)
         let elapsed = ContinuousClock.now - started
+        handlerFinished()
         counters.processed.add(1, ordering: .relaxed)
 
         let failure: String
@@ -318,9 +337,7 @@ public final class JobWorker: Sendable {
         case .success:
             consumer.ack(delivery.tag)
             counters.succeeded.add(1, ordering: .relaxed)
-            if logger.sink.minimumLevel <= .debug {
-                jobLogger.debug("job succeeded", ["job.duration_ms": "\(elapsed.milliseconds)"])
-            }
+            jobLogger.debug("job succeeded", ["job.duration_ms": "\(elapsed.milliseconds)"])
             emitEvent(
                 "job.succeeded", envelope: envelope, queue: queueName,
                 extra: ["durationMs": "\(elapsed.milliseconds)"])
@@ -482,7 +499,9 @@ public final class JobWorker: Sendable {
     }
 
     static func oneLine(_ text: String, limit: Int = 2000) -> String {
-        let flat = text.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
+        // Most errors are one short line already: check the bytes before building anything.
+        if text.utf8.count <= limit, !text.utf8.contains(where: { $0 == 10 || $0 == 13 }) { return text }
+        let flat = String(text.map { $0 == "\n" || $0 == "\r" || $0 == "\r\n" ? " " : $0 })
         return flat.count > limit ? String(flat.prefix(limit)) + "…" : flat
     }
 
@@ -602,6 +621,18 @@ public final class WorkerCounters: Sendable {
             let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kilobytes * 1024
+    }
+}
+
+/// Calls `release` once, however many times ``release()`` is called.
+final class Slot: Sendable {
+    private let pending = Atomic<Bool>(true)
+    private let onRelease: @Sendable () -> Void
+
+    init(release: @escaping @Sendable () -> Void) { onRelease = release }
+
+    @Sendable func release() {
+        if pending.exchange(false, ordering: .acquiringAndReleasing) { onRelease() }
     }
 }
 

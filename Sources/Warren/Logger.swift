@@ -59,17 +59,28 @@ public struct Logger: Sendable {
         return copy
     }
 
-    public func debug(_ message: String, _ metadata: [String: String] = [:]) { log(.debug, message, metadata) }
-    public func info(_ message: String, _ metadata: [String: String] = [:]) { log(.info, message, metadata) }
-    public func warning(_ message: String, _ metadata: [String: String] = [:]) { log(.warning, message, metadata) }
-    public func error(_ message: String, _ metadata: [String: String] = [:]) { log(.error, message, metadata) }
+    // The metadata is an autoclosure: a line below the sink's level costs no formatting at all.
+    public func debug(_ message: @autoclosure () -> String, _ metadata: @autoclosure () -> [String: String] = [:]) {
+        log(.debug, message(), metadata())
+    }
+    public func info(_ message: @autoclosure () -> String, _ metadata: @autoclosure () -> [String: String] = [:]) {
+        log(.info, message(), metadata())
+    }
+    public func warning(_ message: @autoclosure () -> String, _ metadata: @autoclosure () -> [String: String] = [:]) {
+        log(.warning, message(), metadata())
+    }
+    public func error(_ message: @autoclosure () -> String, _ metadata: @autoclosure () -> [String: String] = [:]) {
+        log(.error, message(), metadata())
+    }
 
-    public func log(_ level: Level, _ message: String, _ extra: [String: String] = [:]) {
+    public func log(
+        _ level: Level, _ message: @autoclosure () -> String, _ extra: @autoclosure () -> [String: String] = [:]
+    ) {
         guard level >= sink.minimumLevel else { return }
         var fields = metadata
-        fields.merge(extra) { _, new in new }
+        fields.merge(extra()) { _, new in new }
         var line = "{\"ts\":\(Self.quote(Self.timestamp())),\"level\":\(Self.quote(level.description)),"
-        line += "\"msg\":\(Self.quote(message))"
+        line += "\"msg\":\(Self.quote(message()))"
         for key in fields.keys.sorted() {
             line += ",\(Self.quote(key)):\(Self.quote(fields[key] ?? ""))"
         }

@@ -3,38 +3,62 @@ import Synchronization
 import Warren
 import WarrenAMQP
 
-/// `warren bench`: throughput of the AMQP layer against the configured broker, in queues of its own.
+/// `warren bench`: throughput and latency of the AMQP layer and the worker against the configured broker, in
+/// queues of its own.
 struct BenchCommand: WarrenCommand {
     static let name = "bench"
-    static let abstract = "Measure publish-with-confirms and consume-and-ack rates against the broker"
+    static let abstract = "Measure publish, consume, worker throughput and latency against the broker"
     static let help = """
         Usage: warren bench [--count N] [--size BYTES] [--queue-type quorum|classic] [--prefetch N]
-                            [--window N] [--scenario NAME]... [--url URI] [--json]
+                            [--worker-prefetch N] [--window N] [--rate N] [--scenario NAME]... [--url URI] [--json]
 
-        Runs each scenario against the broker in a temporary queue of its own and prints one row per scenario:
-        messages, messages per second, seconds, and this process's peak RSS.
+        Runs each scenario against the broker in temporary queues of its own (deleted afterwards) and prints one
+        row per scenario: messages, messages per second, the ratio to its baseline scenario in the same run,
+        latency percentiles where measured, and peak RSS (of this process, or of the worker processes).
 
-        Scenarios (all by default):
-          raw-publish      AMQPConnection on one thread, publisher confirms, a window of --window in flight
-          client-publish   AMQPClient.publish(batch), the same window, from async code
-          raw-consume      AMQPConnection on one thread, prefetch --prefetch, ack every delivery
-          raw-consume-multiple   the same, acking every 50th delivery with multiple
-          client-consume   AMQPClient consumer, each delivery acked through the client's mailbox
-          worker-drain     a JobWorker (concurrency 16, no-op handler, events off) draining pre-filled jobs
+        Scenarios (all by default), baseline in brackets:
+          raw-publish        AMQPConnection on one thread, publisher confirms, a window of --window in flight
+          client-publish     AMQPClient.publish(batch), the same window, from async code          [raw-publish]
+          raw-enqueue        raw-publish through a jobs exchange (topic, routing key bench.noop, mandatory) to
+                             a work queue: the broker's share of an enqueue
+          client-enqueue     JobClient.enqueue(batch:) to the same kind of exchange, same window  [raw-enqueue]
+          raw-consume        AMQPConnection on one thread, prefetch --prefetch, ack every delivery
+          raw-consume-multiple   the same, acking every 50th delivery with multiple               [raw-consume]
+          client-consume     AMQPClient consumer, each delivery acked through the client's mailbox [raw-consume]
+          worker-drain       a JobWorker in this process (concurrency 16, no-op handler, events off) draining
+                             pre-filled jobs                                                     [raw-consume]
+          worker-process     one `warren worker` process (concurrency 16, warren.diag.noop, events off) draining
+                             pre-filled jobs; RSS is the worker's                                [raw-consume]
+          worker-process-2   the same with two worker processes                                  [raw-consume]
+          worker-retry       like worker-drain, but every job fails once and succeeds on its second attempt
+                             (100ms retry tier); jobs per second, each counted once             [worker-drain]
+          worker-latency     jobs published at a steady --rate (10 s worth, at most --count) to a JobWorker with
+                             its default prefetch; p50/p99 of publish -> handler start
 
         Options:
           --count N          Messages per scenario (default 100000)
           --size BYTES       Body size (default 100)
           --queue-type T     quorum (default; what Warren's work queues use) or classic
-          --prefetch N       Consumer prefetch (default 1000)
+          --prefetch N       Consumer prefetch of the raw and client consumers (default 1000)
+          --worker-prefetch N  worker.prefetch of the drain and retry scenarios (default: --prefetch)
           --window N         Unconfirmed publishes in flight (default 1000)
+          --rate N           Jobs per second of worker-latency (default 1000)
           --scenario NAME    Run only this scenario (repeatable)
           --url URI          Broker URI (default $WARREN_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/%2F)
           --json             Print a JSON array instead of the table
         """
 
     static let scenarios = [
-        "raw-publish", "client-publish", "raw-consume", "raw-consume-multiple", "client-consume", "worker-drain",
+        "raw-publish", "client-publish", "raw-enqueue", "client-enqueue", "raw-consume", "raw-consume-multiple",
+        "client-consume",
+        "worker-drain", "worker-process", "worker-process-2", "worker-retry", "worker-latency",
+    ]
+
+    /// The scenario each one is compared with, when both run.
+    static let baselines = [
+        "client-publish": "raw-publish", "client-enqueue": "raw-enqueue", "raw-consume-multiple": "raw-consume",
+        "client-consume": "raw-consume", "worker-drain": "raw-consume", "worker-process": "raw-consume",
+        "worker-process-2": "raw-consume", "worker-retry": "worker-drain",
     ]
 
     let connection: AMQPConnectionConfiguration
@@ -44,7 +68,9 @@ struct BenchCommand: WarrenCommand {
     let size: Int
     let queueType: String
     let prefetch: UInt16
+    let workerPrefetch: Int
     let window: Int
+    let rate: Int
     let selected: [String]
     let json: Bool
 
@@ -57,7 +83,9 @@ struct BenchCommand: WarrenCommand {
         size = try arguments.option("--size", as: Int.self) ?? 100
         queueType = try arguments.option("--queue-type") ?? "quorum"
         prefetch = try arguments.option("--prefetch", as: UInt16.self) ?? 1000
+        workerPrefetch = try arguments.option("--worker-prefetch", as: Int.self) ?? Int(prefetch)
         window = try arguments.option("--window", as: Int.self) ?? 1000
+        rate = try arguments.option("--rate", as: Int.self) ?? 1000
         json = arguments.flag("--json")
         var selected: [String] = []
         while let scenario = try arguments.option("--scenario") {
@@ -66,11 +94,23 @@ struct BenchCommand: WarrenCommand {
             }
             selected.append(scenario)
         }
-        self.selected = selected.isEmpty ? Self.scenarios : selected
+        self.selected = selected.isEmpty ? Self.scenarios : Self.scenarios.filter(selected.contains)
         guard count > 0 else { throw UsageError("--count must be positive") }
         guard size >= 0 else { throw UsageError("--size must not be negative") }
         guard window > 0 else { throw UsageError("--window must be positive") }
+        guard (1...65535).contains(workerPrefetch) else { throw UsageError("--worker-prefetch must be 1...65535") }
+        guard rate > 0 else { throw UsageError("--rate must be positive") }
         guard ["quorum", "classic"].contains(queueType) else { throw UsageError("--queue-type is quorum or classic") }
+    }
+
+    /// What one scenario measured.
+    struct Measurement {
+        var messages: Int
+        var elapsed: Duration
+        /// Latencies in milliseconds, for the scenarios that measure them.
+        var latencies: [Double] = []
+        /// Peak RSS of the processes measured, when not this one.
+        var peakRSSMegabytes: Double?
     }
 
     struct Row: Codable {
@@ -78,6 +118,10 @@ struct BenchCommand: WarrenCommand {
         var messages: Int
         var messagesPerSecond: Int
         var seconds: Double
+        var baseline: String?
+        var ratio: Double?
+        var p50Milliseconds: Double?
+        var p99Milliseconds: Double?
         var peakRSSMegabytes: Double
     }
 
@@ -86,29 +130,59 @@ struct BenchCommand: WarrenCommand {
         var rows: [Row] = []
         for scenario in selected {
             let queue = "warren.bench.\(scenario).\(UUID().uuidString.prefix(8).lowercased())"
-            let elapsed: Duration
+            let measurement: Measurement
             switch scenario {
             case "raw-publish":
-                elapsed = try await onThread { try rawPublish(queue: queue, body: body, timed: true) }
+                measurement = .init(
+                    messages: count,
+                    elapsed: try await onThread { try rawPublish(queue: queue, body: body, timed: true) })
             case "client-publish":
-                elapsed = try await clientPublish(queue: queue, body: body)
+                measurement = .init(messages: count, elapsed: try await clientPublish(queue: queue, body: body))
+            case "raw-enqueue":
+                measurement = .init(messages: count, elapsed: try await rawEnqueue(body: body))
+            case "client-enqueue":
+                measurement = .init(messages: count, elapsed: try await clientEnqueue(body: body))
             case "raw-consume", "raw-consume-multiple":
                 _ = try await onThread { try rawPublish(queue: queue, body: body, timed: false) }
                 let every = scenario == "raw-consume" ? 1 : 50
-                elapsed = try await onThread { try rawConsume(queue: queue, ackEvery: every) }
-            case "worker-drain":
-                elapsed = try await workerDrain(body: body)
+                measurement = .init(
+                    messages: count, elapsed: try await onThread { try rawConsume(queue: queue, ackEvery: every) })
             case "client-consume":
                 _ = try await onThread { try rawPublish(queue: queue, body: body, timed: false) }
-                elapsed = try await clientConsume(queue: queue)
+                measurement = .init(messages: count, elapsed: try await clientConsume(queue: queue))
+            case "worker-drain":
+                measurement = try await workerDrain(body: body, failFirstAttempt: false)
+            case "worker-retry":
+                measurement = try await workerDrain(body: body, failFirstAttempt: true)
+            case "worker-process":
+                measurement = try await workerProcesses(1, body: body)
+            case "worker-process-2":
+                measurement = try await workerProcesses(2, body: body)
+            case "worker-latency":
+                measurement = try await workerLatency(body: body)
             default:
                 continue
             }
-            try await onThread { try deleteQueue(queue) }
-            let seconds = elapsed.seconds
-            let row = Row(
-                scenario: scenario, messages: count, messagesPerSecond: Int(Double(count) / seconds),
-                seconds: (seconds * 1000).rounded() / 1000, peakRSSMegabytes: Self.peakRSSMegabytes())
+            if !scenario.hasPrefix("worker-") { try await onThread { try deleteQueue(queue) } }
+            var row = Row(
+                scenario: scenario, messages: measurement.messages,
+                messagesPerSecond: Int(Double(measurement.messages) / measurement.elapsed.seconds),
+                seconds: (measurement.elapsed.seconds * 1000).rounded() / 1000,
+                peakRSSMegabytes: measurement.peakRSSMegabytes ?? Self.peakRSSMegabytes())
+            if let baseline = Self.baselines[scenario], let base = rows.first(where: { $0.scenario == baseline }) {
+                row.baseline = baseline
+                row.ratio =
+                    (Double(row.messagesPerSecond) / Double(max(1, base.messagesPerSecond)) * 100).rounded()
+                    / 100
+            }
+            if !measurement.latencies.isEmpty {
+                let sorted = measurement.latencies.sorted()
+                func percentile(_ p: Double) -> Double {
+                    (sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 100).rounded() / 100
+                }
+                row.p50Milliseconds = percentile(0.50)
+                row.p99Milliseconds = percentile(0.99)
+            }
             rows.append(row)
             if !json { print(Self.format(row, header: rows.count == 1)) }
         }
@@ -123,15 +197,20 @@ struct BenchCommand: WarrenCommand {
     static func format(_ row: Row, header: Bool) -> String {
         func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
         func left(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+        func milliseconds(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "" }
         var line = ""
         if header {
             line +=
-                pad("scenario", 22) + left("messages", 10) + left("msgs/s", 10) + left("seconds", 10)
-                + left("peak RSS MB", 13) + "\n"
+                pad("scenario", 22) + left("messages", 9) + left("msgs/s", 9) + left("seconds", 9)
+                + left("ratio", 7) + "  " + pad("(baseline)", 16) + left("p50 ms", 8) + left("p99 ms", 8)
+                + left("RSS MB", 8) + "\n"
         }
         line +=
-            pad(row.scenario, 22) + left("\(row.messages)", 10) + left("\(row.messagesPerSecond)", 10)
-            + left(String(format: "%.2f", row.seconds), 10) + left(String(format: "%.1f", row.peakRSSMegabytes), 13)
+            pad(row.scenario, 22) + left("\(row.messages)", 9) + left("\(row.messagesPerSecond)", 9)
+            + left(String(format: "%.2f", row.seconds), 9)
+            + left(row.ratio.map { String(format: "%.2f", $0) } ?? "", 7) + "  "
+            + pad(row.baseline.map { "(\($0))" } ?? "", 16) + left(milliseconds(row.p50Milliseconds), 8)
+            + left(milliseconds(row.p99Milliseconds), 8) + left(String(format: "%.1f", row.peakRSSMegabytes), 8)
         return line
     }
 
@@ -151,12 +230,12 @@ struct BenchCommand: WarrenCommand {
         return (kilobytes / 1024 * 10).rounded() / 10
     }
 
-    private var queueArguments: FieldTable { ["x-queue-type": .string(queueType)] }
+    var queueArguments: FieldTable { ["x-queue-type": .string(queueType)] }
 
     // MARK: Scenarios
 
     /// Runs blocking work on a thread of its own, never on the cooperative pool.
-    private func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
         }
@@ -169,9 +248,9 @@ struct BenchCommand: WarrenCommand {
     }
 
     /// Publishes `count` messages with confirms, keeping `window` unconfirmed; returns the time it took.
-    private func rawPublish(
+    func rawPublish(
         queue: String, body: [UInt8], timed: Bool, exchange: String = "", routingKey: String? = nil,
-        declare: Bool = true
+        declare: Bool = true, mandatory: Bool = false
     ) throws -> Duration {
         let connection = try AMQPConnection.connect(self.connection)
         defer { connection.close() }
@@ -185,7 +264,8 @@ struct BenchCommand: WarrenCommand {
         while confirmed < count {
             while published < count, published - confirmed < window {
                 try channel.publish(
-                    exchange: exchange, routingKey: routingKey ?? queue, body: body, properties: properties)
+                    exchange: exchange, routingKey: routingKey ?? queue, body: body, properties: properties,
+                    mandatory: mandatory)
                 published += 1
             }
             guard let event = try connection.waitForEvent(timeout: .seconds(30)) else {
@@ -229,28 +309,9 @@ struct BenchCommand: WarrenCommand {
         let arguments = queueArguments
         try await client.withChannel { try $0.declareQueue(queue, arguments: arguments) }
         let message = OutgoingMessage(exchange: "", routingKey: queue, body: body, properties: .persistentJSON)
-        // Two batches in flight, each half the window, keep the pipe full while one batch's confirms return.
-        let batchSize = max(1, window / 2)
-        let start = ContinuousClock.now
-        let failures = try await withThrowingTaskGroup(of: Int.self) { group in
-            let next = SharedCounter()
-            for _ in 0..<2 {
-                group.addTask {
-                    var failed = 0
-                    while true {
-                        let first = next.value.add(batchSize, ordering: .relaxed).oldValue
-                        if first >= count { break }
-                        let n = min(batchSize, count - first)
-                        failed += await client.publish(Array(repeating: message, count: n)).compactMap { $0 }.count
-                    }
-                    return failed
-                }
-            }
-            return try await group.reduce(0, +)
+        return try await twoBatchesInFlight { n in
+            await client.publish(Array(repeating: message, count: n)).compactMap { $0 }.count
         }
-        let elapsed = ContinuousClock.now - start
-        guard failures == 0 else { throw AMQPError(.publishNacked, "\(failures) benchmark publishes failed") }
-        return elapsed
     }
 
     private func clientConsume(queue: String) async throws -> Duration {
@@ -279,76 +340,6 @@ struct BenchCommand: WarrenCommand {
 /// A counter shared by concurrent tasks.
 final class SharedCounter: Sendable {
     let value = Atomic<Int>(0)
-}
-
-/// A no-op job for the worker benchmark.
-struct BenchJob: JobPayload {
-    static let taskName = "bench.noop"
-    var to: String?
-}
-
-extension BenchCommand {
-    /// Pre-fills `count` jobs, then times one JobWorker (concurrency 16, no-op handler, lifecycle events off) until
-    /// every handler has run.
-    func workerDrain(body: [UInt8]) async throws -> Duration {
-        let prefix = "bench-\(UUID().uuidString.prefix(8).lowercased())"
-        var settings = WarrenConfiguration(
-            queues: [QueueSettings(name: "work", tasks: ["bench.#"], kind: queueType == "classic" ? .classic : .quorum)]
-        )
-        settings.prefix = prefix
-        settings.brokerURLs = brokerURLs
-        settings.worker.concurrency = 16
-        if let prefetch = ProcessInfo.processInfo.environment["WARREN_BENCH_WORKER_PREFETCH"].flatMap(Int.init) {
-            settings.worker.prefetch = prefetch
-        }
-        settings.worker.lifecycleEvents = false
-        settings.retryTiers = [.seconds(1)]
-        let configuration = settings
-        let jobs = try JobClient(configuration: configuration, connectionName: "warren-bench-setup")
-        try await jobs.connect()
-        try await jobs.declareTopology()
-        await jobs.close()
-        let queue = configuration.queueName(configuration.queues[0])
-        _ = try await onThread { [self] in
-            try rawPublish(
-                queue: queue, body: body, timed: false, exchange: configuration.jobsExchange,
-                routingKey: BenchJob.taskName, declare: false)
-        }
-        let done = SharedCounter()
-        let total = count
-        let finished = Once()
-        var registry = JobRegistry()
-        registry.register(BenchJob.self) { _, _ in
-            if done.value.add(1, ordering: .relaxed).newValue == total { finished.signal() }
-        }
-        let worker = try JobWorker(
-            configuration: configuration, registry: registry, logger: Logger(sink: .none),
-            connectionName: "warren-bench-worker")
-        let start = ContinuousClock.now
-        let running = Task { try await worker.run() }
-        await finished.wait()
-        let elapsed = ContinuousClock.now - start
-        worker.shutdown()
-        try await running.value
-        try await onThread { [self] in
-            let connection = try AMQPConnection.connect(self.connection)
-            defer { connection.close() }
-            let channel = try connection.openChannel()
-            for name in [
-                queue, configuration.deadQueueName(configuration.queues[0]),
-                configuration.retryQueueName(tier: .seconds(1)),
-            ] {
-                try channel.deleteQueue(name)
-            }
-            for exchange in [
-                configuration.jobsExchange, configuration.retryExchange, configuration.deadExchange,
-                configuration.eventsExchange, configuration.metricsExchange,
-            ] {
-                try channel.deleteExchange(exchange)
-            }
-        }
-        return elapsed
-    }
 }
 
 /// A one-shot signal awaited by one task.

@@ -66,7 +66,7 @@ struct EnqueueCommand: WarrenCommand {
         var ids: [String] = []
         do {
             for index in 1...count {
-                let jobID = id.map { count == 1 ? $0 : "\($0)-\(index)" } ?? UUID().uuidString.lowercased()
+                let jobID = id.map { count == 1 ? $0 : "\($0)-\(index)" } ?? JobID.random()
                 ids.append(try await client.enqueue(task: task, json: payload, id: jobID, delay: delay))
             }
         } catch {

@@ -13,7 +13,7 @@ struct WorkerCommand: WarrenCommand {
     static let abstract = "Run jobs from the configured queues until SIGTERM/SIGINT"
     static let help = """
         Usage: warren worker [--config FILE] [--concurrency N] [--queues A,B] [--log-level LEVEL]
-                             [--diagnostic-tasks] [--name NAME]
+                             [--diagnostic-tasks] [--no-examples] [--name NAME]
 
         Declares Warren's topology, consumes the work queues and runs the example handlers (transactions.classify,
         documents.stats, reports.daily, demo.greet). Each job is acknowledged only after its handler returned;
@@ -27,7 +27,9 @@ struct WorkerCommand: WarrenCommand {
           --concurrency N      Jobs in flight at once (overrides worker.concurrency)
           --queues A,B         Consume only these queues (overrides worker.queues)
           --log-level LEVEL    debug, info (default), warning or error; logs are JSON lines on standard error
-          --diagnostic-tasks   Also run warren.diag.sleep and warren.diag.fail (for checking a deployment)
+          --diagnostic-tasks   Also run warren.diag.noop, warren.diag.sleep and warren.diag.fail (for checking a
+                               deployment, and for `warren bench`)
+          --no-examples        Do not run the example handlers (they need examples.payeeRulesFile)
           --name NAME          Connection name prefix shown by the broker (default warren-worker)
 
         Exit status: 0 after a graceful stop, 78 for invalid configuration, 1 for any other start-up failure.
@@ -36,6 +38,7 @@ struct WorkerCommand: WarrenCommand {
     let configuration: WarrenConfiguration
     let logLevel: Logger.Level
     let diagnosticTasks: Bool
+    let examples: Bool
     let name: String
 
     init(arguments: inout CommandLineArguments, environment: [String: String]) throws {
@@ -49,6 +52,7 @@ struct WorkerCommand: WarrenCommand {
         }
         logLevel = try CLI.logLevel(try arguments.option("--log-level"))
         diagnosticTasks = arguments.flag("--diagnostic-tasks")
+        examples = !arguments.flag("--no-examples")
         name = try arguments.option("--name") ?? "warren-worker"
         do {
             try configuration.validate()
@@ -61,13 +65,15 @@ struct WorkerCommand: WarrenCommand {
     func run() async throws -> Int32 {
         let logger = Logger(sink: .standardError(minimumLevel: logLevel), metadata: ["service": "worker"])
         var registry = JobRegistry()
-        do {
-            let examples = try ExampleJobs(
-                payeeRulesFile: configuration.examples.payeeRulesFile,
-                reportDirectory: configuration.examples.reportDirectory)
-            examples.register(into: &registry)
-        } catch {
-            throw ConfigurationFailure(description: "examples: \(error)")
+        if examples {
+            do {
+                let examples = try ExampleJobs(
+                    payeeRulesFile: configuration.examples.payeeRulesFile,
+                    reportDirectory: configuration.examples.reportDirectory)
+                examples.register(into: &registry)
+            } catch {
+                throw ConfigurationFailure(description: "examples: \(error)")
+            }
         }
         if diagnosticTasks { DiagnosticJobs.register(into: &registry) }
         let worker = try JobWorker(
