@@ -285,6 +285,7 @@ extension BenchCommand {
                 children.append(child)
             }
             let total = count
+            let spawned = ContinuousClock.now
             var first: (at: ContinuousClock.Instant, done: Int)?
             var last = (at: ContinuousClock.now, done: 0)
             while true {
@@ -308,9 +309,11 @@ extension BenchCommand {
             for child in children { child.terminate() }
             let exiting = children
             try await onThread { for child in exiting { child.waitUntilExit() } }
-            guard let first else { throw BenchError("no job finished") }
-            return Measurement(
-                messages: total - first.done, elapsed: last.at - first.at, peakRSSMegabytes: rss)
+            // Too few jobs to see the first one finish before the last: count from the start of the processes.
+            guard let first, first.done < total else {
+                return Measurement(messages: total, elapsed: last.at - spawned, peakRSSMegabytes: rss)
+            }
+            return Measurement(messages: total - first.done, elapsed: last.at - first.at, peakRSSMegabytes: rss)
         }
     }
 

@@ -166,7 +166,7 @@ struct BenchCommand: WarrenCommand {
             if !scenario.hasPrefix("worker-") { try await onThread { try deleteQueue(queue) } }
             var row = Row(
                 scenario: scenario, messages: measurement.messages,
-                messagesPerSecond: Int(Double(measurement.messages) / measurement.elapsed.seconds),
+                messagesPerSecond: Int(Double(measurement.messages) / max(measurement.elapsed.seconds, 1e-6)),
                 seconds: (measurement.elapsed.seconds * 1000).rounded() / 1000,
                 peakRSSMegabytes: measurement.peakRSSMegabytes ?? Self.peakRSSMegabytes())
             if let baseline = Self.baselines[scenario], let base = rows.first(where: { $0.scenario == baseline }) {
