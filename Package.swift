@@ -43,7 +43,7 @@ let package = Package(
         // Helpers shared by the test targets: the test broker, recorders that wait with deadlines.
         .target(
             name: "WarrenTestSupport",
-            dependencies: ["WarrenAMQP"],
+            dependencies: ["Warren", "WarrenAMQP"],
             path: "Tests/WarrenTestSupport"
         ),
         .testTarget(
@@ -53,6 +53,11 @@ let package = Package(
         .testTarget(
             name: "WarrenTests",
             dependencies: ["Warren", "WarrenAMQP", "WarrenExamples", "WarrenTestSupport"]
+        ),
+        // Load and chaos scenarios (kills, broker restarts, hostile input): run after the others, one at a time.
+        .testTarget(
+            name: "WarrenReliabilityTests",
+            dependencies: ["Warren", "WarrenAMQP", "WarrenTestSupport"]
         ),
         .testTarget(
             name: "WarrenCoordinatorTests",

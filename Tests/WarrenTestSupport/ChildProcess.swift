@@ -7,8 +7,15 @@ import Foundation
 /// A child process (usually the built `warren`) whose standard output and error go to files the test reads as it
 /// goes, with deadline-bounded waits.
 public final class ChildProcess: Sendable {
-    /// The `warren` executable that `swift build --build-tests` built.
-    public static let warren = TestBroker.repositoryRoot.appendingPathComponent(".build/debug/warren")
+    /// The `warren` executable that `swift build --build-tests` built beside the test bundle (so a build with
+    /// another `--scratch-path` tests its own `warren`).
+    public static let warren: URL = {
+        let bundle = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map {
+            URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("warren")
+        }
+        if let bundle, FileManager.default.isExecutableFile(atPath: bundle.path) { return bundle }
+        return TestBroker.repositoryRoot.appendingPathComponent(".build/debug/warren")
+    }()
 
     public let process: Process
     public let outputFile: URL

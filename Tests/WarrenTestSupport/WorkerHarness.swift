@@ -2,22 +2,21 @@ import Foundation
 import Synchronization
 import Warren
 import WarrenAMQP
-import WarrenTestSupport
 
 /// One test's private Warren: a unique prefix (so its exchanges and queues are its own), a configuration, a
 /// publisher for raw messages, and in-process workers. `finish()` stops the workers and deletes everything.
-final class WorkerHarness: Sendable {
-    let prefix: String
-    let configuration: WarrenConfiguration
-    let raw: AMQPClient
-    let jobs: JobClient
-    let logLines = Recorder<String>()
+public final class WorkerHarness: Sendable {
+    public let prefix: String
+    public let configuration: WarrenConfiguration
+    public let raw: AMQPClient
+    public let jobs: JobClient
+    public let logLines = Recorder<String>()
     /// The configuration as JSON, for `warren` commands run as processes.
-    let configurationJSON: String
+    public let configurationJSON: String
     private let workers = Mutex<[(JobWorker, Task<Void, Error>)]>([])
 
     /// `extra` is JSON members merged into the test configuration's top level (e.g. `"tasks": {...}`).
-    init(
+    public init(
         _ name: String, queueJSON: String = #"{"name": "work", "tasks": ["test.#"], "deliveryLimit": 3}"#,
         workerJSON: String = "", retryJSON: String = "", tasksJSON: String = "{}"
     ) async throws {
@@ -46,15 +45,15 @@ final class WorkerHarness: Sendable {
         try await jobs.declareTopology()
     }
 
-    var logger: Logger {
+    public var logger: Logger {
         let lines = logLines
         return Logger(sink: Logger.Sink(minimumLevel: .debug) { lines.append($0) })
     }
 
-    var workQueue: String { "\(prefix).work" }
+    public var workQueue: String { "\(prefix).work" }
 
     /// Writes the configuration to a file for `warren --config`.
-    func configFile() throws -> String {
+    public func configFile() throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(prefix)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let file = directory.appendingPathComponent("warren.json")
@@ -63,14 +62,14 @@ final class WorkerHarness: Sendable {
     }
 
     /// Runs the built `warren` with `arguments` to completion.
-    func warren(_ arguments: String...) throws -> (status: Int32, output: String) {
+    public func warren(_ arguments: String...) throws -> (status: Int32, output: String) {
         try ChildProcess.run(ChildProcess.warren.path, arguments)
     }
-    var deadQueue: String { "\(prefix).work.dead" }
+    public var deadQueue: String { "\(prefix).work.dead" }
 
     /// Starts an in-process worker running `registry`'s handlers.
     @discardableResult
-    func startWorker(_ registry: JobRegistry, name: String = "worker") throws -> JobWorker {
+    public func startWorker(_ registry: JobRegistry, name: String = "worker") throws -> JobWorker {
         let worker = try JobWorker(
             configuration: configuration, registry: registry, logger: logger.with(["test.worker": name]),
             connectionName: "\(prefix)-\(name)")
@@ -80,7 +79,7 @@ final class WorkerHarness: Sendable {
     }
 
     /// Publishes a raw message to the jobs exchange (what a producer in any language does).
-    func publishRaw(
+    public func publishRaw(
         task: String, body: [UInt8], headers: FieldTable? = nil, messageID: String? = UUID().uuidString,
         contentType: String? = "application/json", timestamp: Date? = nil, expiration: String? = nil
     ) async throws {
@@ -94,7 +93,7 @@ final class WorkerHarness: Sendable {
     }
 
     /// Waits for `count` messages in the dead queue and returns them (acked, so they are gone).
-    func deadLetters(_ count: Int, timeout: Duration = .seconds(15)) async throws -> [Delivery] {
+    public func deadLetters(_ count: Int, timeout: Duration = .seconds(15)) async throws -> [Delivery] {
         let recorder = Recorder<Delivery>()
         let tag = try await raw.consume(queue: deadQueue, prefetch: 100) { recorder.append($0) }
         defer { Task { [raw] in try? await raw.cancel(consumerTag: tag) } }
@@ -103,19 +102,19 @@ final class WorkerHarness: Sendable {
         return letters
     }
 
-    func queueDepth(_ queue: String) async throws -> UInt32 {
+    public func queueDepth(_ queue: String) async throws -> UInt32 {
         try await raw.withChannel { try $0.declareQueue(queue, passive: true).messageCount }
     }
 
     /// Stops every worker gracefully and waits until each `run()` returned; rethrows a worker's error.
-    func finishWorkers() async throws {
+    public func finishWorkers() async throws {
         let running = workers.withLock { $0 }
         for (worker, _) in running { worker.shutdown() }
         for (_, task) in running { try await task.value }
     }
 
     /// Stops every worker gracefully and deletes this test's exchanges and queues.
-    func finish() async {
+    public func finish() async {
         try? await finishWorkers()
         if ProcessInfo.processInfo.environment["WARREN_TEST_DUMP_LOGS"] != nil {
             print(logLines.all.joined(separator: "\n"))
@@ -136,7 +135,7 @@ final class WorkerHarness: Sendable {
     }
 
     /// Runs `body` with a harness and always cleans up.
-    static func with<T>(
+    public static func with<T>(
         _ name: String, queueJSON: String = #"{"name": "work", "tasks": ["test.#"], "deliveryLimit": 3}"#,
         workerJSON: String = "", retryJSON: String = "", tasksJSON: String = "{}",
         _ body: (WorkerHarness) async throws -> T
@@ -155,18 +154,18 @@ final class WorkerHarness: Sendable {
 }
 
 /// A job the tests enqueue; its handler does what `behaviour` says.
-struct TestJob: JobPayload {
-    static let taskName = "test.job"
-    var n: Int
+public struct TestJob: JobPayload {
+    public static let taskName = "test.job"
+    public var n: Int
     /// "ok" (the default when absent), "fail-until-N" (retryable error on attempts < N), "permanent", "sleep-MS"
-    var behaviour: String = "ok"
+    public var behaviour: String = "ok"
 
-    init(n: Int, behaviour: String = "ok") {
+    public init(n: Int, behaviour: String = "ok") {
         self.n = n
         self.behaviour = behaviour
     }
 
-    init(from decoder: any Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         n = try container.decode(Int.self, forKey: .n)
         behaviour = try container.decodeIfPresent(String.self, forKey: .behaviour) ?? "ok"
@@ -174,21 +173,21 @@ struct TestJob: JobPayload {
 }
 
 /// What a handler saw: one record per run.
-struct Run: Sendable {
-    var n: Int
-    var id: String
-    var attempt: Int
-    var at: Date
-    var headers: [String: String]
+public struct Run: Sendable {
+    public var n: Int
+    public var id: String
+    public var attempt: Int
+    public var at: Date
+    public var headers: [String: String]
 }
 
-struct SimulatedFailure: Error, CustomStringConvertible {
-    var description: String { "simulated failure" }
+public struct SimulatedFailure: Error, CustomStringConvertible {
+    public var description: String { "simulated failure" }
 }
 
 extension JobRegistry {
     /// A registry whose `test.job` handler records each run in `runs` and behaves as the payload says.
-    static func recording(_ runs: Recorder<Run>) -> JobRegistry {
+    public static func recording(_ runs: Recorder<Run>) -> JobRegistry {
         var registry = JobRegistry()
         registry.register(TestJob.self) { job, context in
             runs.append(Run(n: job.n, id: context.id, attempt: context.attempt, at: Date(), headers: context.headers))

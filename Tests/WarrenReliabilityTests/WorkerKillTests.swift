@@ -1,0 +1,6 @@
+import Foundation
+import Testing
+
+extension Reliability {
+    @Suite struct WorkerKills {}
+}
