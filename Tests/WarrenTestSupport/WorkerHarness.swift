@@ -39,7 +39,8 @@ public final class WorkerHarness: Sendable {
             """
         configurationJSON = json
         configuration = try WarrenConfiguration.decode(Data(json.utf8))
-        raw = try await TestBroker.client(prefix + "-raw")
+        // Reconnecting, so a test that restarts the broker can still clean up.
+        raw = try await TestBroker.client(prefix + "-raw", reconnect: .init())
         jobs = try JobClient(configuration: configuration, connectionName: prefix + "-jobs")
         try await jobs.connect()
         try await jobs.declareTopology()
