@@ -86,7 +86,11 @@ public enum TestBroker {
     public static func closeConnections(namedWithPrefix prefix: String) async throws -> Int {
         struct Connection: Decodable {
             var name: String
-            var user_provided_name: String?
+            var userProvidedName: String?
+            enum CodingKeys: String, CodingKey {
+                case name
+                case userProvidedName = "user_provided_name"
+            }
         }
         let port = ProcessInfo.processInfo.environment["WARREN_BROKER_MGMT_PORT"] ?? "15672"
         let base = "http://127.0.0.1:\(port)/api/connections"
@@ -103,7 +107,7 @@ public enum TestBroker {
             for: try request(base + "?columns=name,user_provided_name", method: "GET"))
         let connections = try JSONDecoder().decode([Connection].self, from: data)
         var closed = 0
-        for connection in connections where connection.user_provided_name?.hasPrefix(prefix) == true {
+        for connection in connections where connection.userProvidedName?.hasPrefix(prefix) == true {
             let name = connection.name.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? connection.name
             let (_, response) = try await URLSession.shared.data(for: try request("\(base)/\(name)", method: "DELETE"))
             if let http = response as? HTTPURLResponse, http.statusCode == 204 { closed += 1 }
