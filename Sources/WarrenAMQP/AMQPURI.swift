@@ -73,7 +73,9 @@ public struct AMQPURI: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Parses a URI string. Throws ``AMQPError`` with code ``AMQPError/Code/invalidConfiguration`` naming the part
-    /// that is wrong (never echoing the password).
+    /// that is wrong (never echoing the password). An `@` in the path or query is such an error (write `%40`): it
+    /// means a password with an unescaped `/`, `?` or `@`, whose pieces would otherwise be parsed, and shown, as the
+    /// port, vhost or an option.
     public init(_ string: String) throws {
         func invalid(_ reason: String) -> AMQPError {
             AMQPError(.invalidConfiguration, "invalid AMQP URI: \(reason)")
@@ -88,6 +90,12 @@ public struct AMQPURI: Sendable, Hashable, CustomStringConvertible {
         default: throw invalid("scheme '\(scheme)' is not amqp or amqps")
         }
         var rest = Substring(string[schemeEnd.upperBound...])
+        // An '@' after the host means a user name or password with an unescaped '/', '?' or '@': the vhost, port or
+        // query parsed below would then hold pieces of the password, and an error naming them would show it.
+        if let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }), rest[authorityEnd...].contains("@") {
+            throw invalid(
+                "'@' after the host: percent-encode '/', '?' and '@' in the user name and password (%2F, %3F, %40)")
+        }
         var query: Substring = ""
         if let q = rest.firstIndex(of: "?") {
             query = rest[rest.index(after: q)...]
@@ -131,7 +139,9 @@ public struct AMQPURI: Sendable, Hashable, CustomStringConvertible {
         if host.isEmpty { host = "localhost" }
         if let portText {
             guard let p = Int(portText), (1...65535).contains(p) else {
-                throw invalid("port '\(portText)' is not a number from 1 to 65535")
+                // Only digits are echoed: in `amqp://user:password` (no host) the "port" is the password.
+                let shown = portText.allSatisfy { $0.isASCII && $0.isNumber } ? "port '\(portText)'" : "the port"
+                throw invalid("\(shown) is not a number from 1 to 65535")
             }
             port = p
         } else {
