@@ -1,5 +1,6 @@
 import Foundation
 import Warren
+import WarrenAMQP
 import WarrenCoordinator
 
 /// `warren status`: queues, schedules and (optionally) workers at a glance.
@@ -36,7 +37,16 @@ struct StatusCommand: WarrenCommand {
         let collector = try MetricsCollector(
             configuration: configuration, coordinator: nil, logger: Logger(sink: .none), connectionName: "warren-status"
         )
-        try await collector.start()
+        do {
+            try await collector.start()
+        } catch let error as AMQPError where error.code == .notFound {
+            // The collector binds to the events exchange: missing means Warren's topology was never declared here.
+            CLI.printError(
+                "warren status: \(configuration.eventsExchange) does not exist: no worker or `warren topology apply` "
+                    + "has declared prefix '\(configuration.prefix)' on this broker yet")
+            await collector.close()
+            return 1
+        }
         if workers { try await Task.sleep(for: configuration.worker.heartbeatInterval + .milliseconds(500)) }
         repeat {
             await collector.collect()

@@ -32,6 +32,23 @@ struct OpsCLITests {
         }
     }
 
+    @Test func statusOfAPrefixNeverDeclaredSaysSoInOneLine() throws {
+        let prefix = "t-" + TestBroker.unique("undeclared").replacingOccurrences(of: ".", with: "-")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(prefix)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("warren.json")
+        try Data(
+            ##"{"broker": {"url": "\##(TestBroker.url)"}, "prefix": "\##(prefix)", "queues": [{"name": "w", "tasks": ["#"]}]}"##
+                .utf8
+        ).write(to: file)
+        let result = try warren("status", "--config", file.path)
+        #expect(result.status == 1)
+        #expect(
+            result.output
+                == "warren status: \(prefix).events does not exist: no worker or `warren topology apply` has declared "
+                + "prefix '\(prefix)' on this broker yet\n")
+    }
+
     @Test func enqueuedJobRuns() async throws {
         try await WorkerHarness.with("cli-enqueue") { h in
             let runs = Recorder<Run>()
