@@ -1,8 +1,8 @@
 import Foundation
 
 /// Tasks for checking a deployment (and for Warren's own process-level tests and benchmarks): `warren.diag.noop`
-/// succeeds at once, `warren.diag.sleep` waits, then succeeds; `warren.diag.fail` fails (retryably, or for good).
-/// `warren worker --diagnostic-tasks` registers them.
+/// succeeds at once, `warren.diag.sleep` waits, then succeeds; `warren.diag.fail` fails (retryably, or for good);
+/// `warren.diag.crash` kills the worker process. `warren worker --diagnostic-tasks` registers them.
 public enum DiagnosticJobs {
     /// Does nothing and succeeds: the cost of a job is then Warren's own (`warren bench` uses it).
     public struct Noop: JobPayload {
@@ -27,6 +27,20 @@ public enum DiagnosticJobs {
         public init(permanent: Bool) { self.permanent = permanent }
     }
 
+    /// Kills its own process with `abort()`: a handler that crashes the worker every time it runs. It exists to test
+    /// the quorum queue's delivery limit (`deliveryLimit`), which is what stops such a job from crash-looping every
+    /// worker forever: each crash returns the unacknowledged message to the queue, and after the limit the broker
+    /// dead-letters it (with `x-death` reason `delivery_limit`). Only `--diagnostic-tasks` registers it; never
+    /// register it in a deployment's own workers.
+    ///
+    /// Before aborting it writes `diag.crash <marker> attempt <N> delivery-count <C>` to standard output (`C` is the
+    /// broker's `x-delivery-count`, 0 on the first delivery), so a test can count the crashes.
+    public struct Crash: JobPayload {
+        public static let taskName = "warren.diag.crash"
+        public var marker: String?
+        public init(marker: String? = nil) { self.marker = marker }
+    }
+
     struct DiagnosticFailure: Error, CustomStringConvertible {
         var description: String { "warren.diag.fail failed on purpose" }
     }
@@ -44,6 +58,14 @@ public enum DiagnosticJobs {
         registry.register(Fail.self) { job, _ in
             if job.permanent { throw PermanentJobError("warren.diag.fail failed on purpose, permanently") }
             throw DiagnosticFailure()
+        }
+        registry.register(Crash.self) { job, context in
+            let count = context.headers["x-delivery-count"] ?? "0"
+            let line = "diag.crash \(job.marker ?? "-") attempt \(context.attempt) delivery-count \(count)\n"
+            // Unbuffered: the line is out before the process dies.
+            FileHandle.standardOutput.write(Data(line.utf8))
+            context.logger.error("diag.crash: aborting the worker process on purpose")
+            abort()
         }
     }
 }

@@ -24,6 +24,8 @@ public final class JobWorker: Sendable {
     let publisher: AMQPClient
     let ladder: RetryLadder
     public let counters = WorkerCounters()
+    /// Times out attempts past their deadline (one watcher for all jobs, not a timer task per job).
+    let deadlines = DeadlineWatcher()
     /// Identifies this worker in events and logs: `host:pid:random`.
     public let workerID: String
     let startedAt = Date()
@@ -85,10 +87,12 @@ public final class JobWorker: Sendable {
             return s.shuttingDown
         }
         let monitor = Task { await monitorConnections() }
+        let watching = Task { [deadlines] in await deadlines.run() }
         let heartbeat = Task { await publishHeartbeats() }
         let metricsServer = try startMetricsServer()
         defer {
             monitor.cancel()
+            watching.cancel()
             heartbeat.cancel()
             metricsServer?.stop()
         }
@@ -117,15 +121,17 @@ public final class JobWorker: Sendable {
                 continue
             }
             await acquireSlot()
-            Task {
-                // The slot is freed as soon as the handler returned: waiting for the broker to confirm a retry
-                // copy or dead letter is not handler work. The delivery stays unacknowledged until settled, so
-                // the prefetch window bounds how many jobs are settling.
-                let slot = Slot(release: releaseSlot)
-                await process(delivery, from: queue, handlerFinished: slot.release)
-                slot.release()
-                jobSettled()
-            }
+            let job = JobTask()
+            job.set(
+                Task {
+                    // The slot is freed as soon as the handler returned: waiting for the broker to confirm a retry
+                    // copy or dead letter is not handler work. The delivery stays unacknowledged until settled, so
+                    // the prefetch window bounds how many jobs are settling.
+                    let slot = Slot(release: releaseSlot)
+                    await process(delivery, from: queue, job: job, handlerFinished: slot.release)
+                    slot.release()
+                    jobSettled()
+                })
         }
         let drained = await waitUntilIdle(timeout: configuration.worker.shutdownGrace)
         let left = state.withLock { $0.inFlight }
@@ -267,13 +273,12 @@ public final class JobWorker: Sendable {
     enum HandlerOutcome {
         case success
         case failure(Error)
-        case timeout(Duration)
     }
 
     /// Runs one delivery to its end: handler, then ack, retry copy or dead letter. `handlerFinished` is called when
     /// the handler has returned (or was never run), before the settlement.
     func process(
-        _ delivery: Delivery, from queue: QueueSettings, handlerFinished: @Sendable () -> Void = {}
+        _ delivery: Delivery, from queue: QueueSettings, job: JobTask, handlerFinished: @Sendable () -> Void = {}
     ) async {
         let queueName = configuration.queueName(queue)
         let envelope: JobEnvelope
@@ -327,7 +332,24 @@ public final class JobWorker: Sendable {
             },
             logger: jobLogger)
         let started = ContinuousClock.now
-        let outcome = await runHandler(entry, body: delivery.body, context: context, timeLimit: timeLimit)
+        let onTimeout: @Sendable (Duration) -> Void = { [self] limit in
+            // The watcher won the race: settle the job as timed out now, while the handler may still be running
+            // (cancelled; it keeps its concurrency slot until it returns, and its result is dropped).
+            state.withLock { $0.inFlight += 1 }
+            Task {
+                counters.processed.add(1, ordering: .relaxed)
+                await settleFailure(
+                    delivery, queue: queueName, envelope: envelope, policy: policy, maxAttempts: maxAttempts,
+                    failure: Self.timeoutText(limit, task: envelope.taskName))
+                jobSettled()
+            }
+        }
+        guard
+            let outcome = await runHandler(
+                entry, body: delivery.body, context: context, timeLimit: timeLimit, job: job, onTimeout: onTimeout)
+        else {
+            return  // timed out: settled by the watcher
+        }
         let elapsed = ContinuousClock.now - started
         handlerFinished()
         counters.processed.add(1, ordering: .relaxed)
@@ -352,9 +374,20 @@ public final class JobWorker: Sendable {
             return
         case .failure(let error):
             failure = "\(error)"
-        case .timeout(let limit):
-            failure = "timed out after \(DurationText.format(limit)) (time limit of \(envelope.taskName))"
         }
+        await settleFailure(
+            delivery, queue: queueName, envelope: envelope, policy: policy, maxAttempts: maxAttempts, failure: failure)
+    }
+
+    static func timeoutText(_ limit: Duration, task: String) -> String {
+        "timed out after \(DurationText.format(limit)) (time limit of \(task))"
+    }
+
+    /// A retryable failure: the retry ladder, or a dead letter when the attempts are used up.
+    private func settleFailure(
+        _ delivery: Delivery, queue queueName: String, envelope: JobEnvelope, policy: RetryPolicy, maxAttempts: Int,
+        failure: String
+    ) async {
         counters.failed.add(1, ordering: .relaxed)
         if envelope.attempt >= maxAttempts {
             await deadLetter(
@@ -369,37 +402,31 @@ public final class JobWorker: Sendable {
             lastError: failure, isRetry: true)
     }
 
+    /// Runs the handler in the job's own task. With a time limit, the worker's ``DeadlineWatcher`` cancels the job
+    /// at the deadline and calls `onTimeout`; then this returns nil when the handler comes back (its result dropped).
     private func runHandler(
-        _ entry: JobRegistry.Entry, body: Data, context: JobContext, timeLimit: Duration?
-    ) async -> HandlerOutcome {
-        guard let timeLimit else {
-            // No time limit: run the handler in this job's own task (no second task per job).
-            do {
-                try await entry.run(body, context)
-                return .success
-            } catch {
-                return .failure(error)
+        _ entry: JobRegistry.Entry, body: Data, context: JobContext, timeLimit: Duration?, job: JobTask,
+        onTimeout: @escaping @Sendable (Duration) -> Void
+    ) async -> HandlerOutcome? {
+        var attempt: DeadlineWatcher.Attempt?
+        if let timeLimit {
+            let watched = DeadlineWatcher.Attempt(deadline: .now + timeLimit) {
+                job.cancel()
+                onTimeout(timeLimit)
             }
+            deadlines.add(watched)
+            attempt = watched
         }
-        let handler = Task { try await entry.run(body, context) }
-        let result = Once<HandlerOutcome>()
-        return await withCheckedContinuation { (done: CheckedContinuation<HandlerOutcome, Never>) in
-            result.set(done)
-            let timer = Task {
-                try await Task.sleep(for: timeLimit)
-                // Cancellation is cooperative: a handler that ignores it keeps running, but its result is dropped.
-                if result.resume(.timeout(timeLimit)) { handler.cancel() }
-            }
-            Task {
-                do {
-                    try await handler.value
-                    result.resume(.success)
-                } catch {
-                    result.resume(.failure(error))
-                }
-                timer.cancel()
-            }
+        let outcome: HandlerOutcome
+        do {
+            try await entry.run(body, context)
+            outcome = .success
+        } catch {
+            outcome = .failure(error)
         }
+        guard let attempt else { return outcome }
+        deadlines.remove(attempt)
+        return attempt.finish() ? outcome : nil
     }
 
     // MARK: Retries and dead letters
@@ -469,13 +496,18 @@ public final class JobWorker: Sendable {
         headers[WarrenHeader.failedAt] = .string(Date().rfc3339)
         var properties = delivery.properties
         properties.headers = headers
-        if let envelope { properties.messageID = envelope.id }
+        if let envelope {
+            properties.messageID = envelope.id
+        } else if (properties.messageID ?? "").isEmpty {
+            // Headers too broken for an envelope, and no id: invent one, so `warren dead show/replay` can name it.
+            properties.messageID = JobID.random()
+        }
         properties.expiration = nil
         properties.deliveryMode = .persistent
         let message = OutgoingMessage(
             exchange: configuration.deadExchange, routingKey: queue, body: Array(delivery.body), properties: properties,
             mandatory: true)
-        let id = envelope?.id ?? delivery.properties.messageID ?? "(none)"
+        let id = properties.messageID ?? "(none)"
         do {
             try await publisher.publish(message)
             consumer.ack(delivery.tag)
@@ -621,6 +653,62 @@ public final class WorkerCounters: Sendable {
             let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kilobytes * 1024
+    }
+}
+
+/// The task running one job, so the deadline watcher can cancel it.
+final class JobTask: Sendable {
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    func set(_ task: Task<Void, Never>) { self.task.withLock { $0 = task } }
+    func cancel() { task.withLock { $0 }?.cancel() }
+}
+
+/// Watches the deadlines of the attempts running in a worker: every 20 ms, each attempt past its deadline that has
+/// not finished is timed out (its `onTimeout` runs once). One task for the whole worker instead of a timer task per
+/// job.
+final class DeadlineWatcher: Sendable {
+    final class Attempt: Sendable {
+        let deadline: ContinuousClock.Instant
+        /// 0 running, 1 finished by the handler, 2 timed out by the watcher: whoever moves it from 0 wins.
+        private let state = Atomic<UInt8>(0)
+        private let onTimeout: @Sendable () -> Void
+
+        init(deadline: ContinuousClock.Instant, onTimeout: @escaping @Sendable () -> Void) {
+            self.deadline = deadline
+            self.onTimeout = onTimeout
+        }
+
+        /// The handler returned: true when it did so before the watcher timed it out.
+        func finish() -> Bool {
+            state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged
+        }
+
+        fileprivate func timeOut() {
+            if state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged {
+                onTimeout()
+            }
+        }
+    }
+
+    private let attempts = Mutex<[ObjectIdentifier: Attempt]>([:])
+    static let interval: Duration = .milliseconds(20)
+
+    func add(_ attempt: Attempt) { attempts.withLock { $0[ObjectIdentifier(attempt)] = attempt } }
+    func remove(_ attempt: Attempt) { attempts.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(attempt)) } }
+
+    /// Until cancelled.
+    func run() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.interval)
+            let now = ContinuousClock.now
+            let expired = attempts.withLock { attempts -> [Attempt] in
+                let expired = attempts.values.filter { $0.deadline <= now }
+                for attempt in expired { attempts.removeValue(forKey: ObjectIdentifier(attempt)) }
+                return expired
+            }
+            for attempt in expired { attempt.timeOut() }
+        }
     }
 }
 

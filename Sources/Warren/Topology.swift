@@ -41,6 +41,21 @@ public struct Topology: Sendable {
         ["x-match": "all", WarrenHeader.tier: .string(DurationText.format(tier))]
     }
 
+    /// Deletes every queue and exchange of this configuration that exists (what ``declare(on:)`` makes, and the
+    /// coordinator's schedule state queues), messages included: for tests and benchmarks that tear down a prefix of
+    /// their own. Missing ones are skipped.
+    public func delete(on channel: AMQPChannel) {
+        let c = configuration
+        let queues =
+            c.queues.flatMap { [c.queueName($0), c.deadQueueName($0)] }
+            + c.retryTiers.map { c.retryQueueName(tier: $0) }
+            + c.schedules.map { c.scheduleStateQueueName($0.name) }
+        for queue in queues { _ = try? channel.deleteQueue(queue) }
+        for exchange in [c.jobsExchange, c.retryExchange, c.deadExchange, c.eventsExchange, c.metricsExchange] {
+            try? channel.deleteExchange(exchange)
+        }
+    }
+
     /// Declares everything on `channel`. A queue or exchange that exists with other arguments fails with a
     /// ``WarrenError/topology(_:)`` naming the queue, the argument, the broker's value and the configuration's.
     public func declare(on channel: AMQPChannel) throws {

@@ -155,6 +155,7 @@ extension WarrenConfiguration {
     private static let workerKeys = [
         "concurrency", "prefetch", "queues", "shutdownGrace", "maxBodyBytes", "heartbeatInterval", "lifecycleEvents",
         "defaultTimeLimit", "metricsPort", "metricsHost", "reconnectInitialDelay", "reconnectMaxDelay",
+        "consumerTimeout",
     ]
 
     private static let retryKeys = ["maxAttempts", "baseDelay", "factor", "maxDelay", "jitter"]
@@ -185,6 +186,7 @@ extension WarrenConfiguration {
         worker.metricsHost = try object.string("metricsHost") ?? worker.metricsHost
         worker.reconnectInitialDelay = try object.duration("reconnectInitialDelay") ?? worker.reconnectInitialDelay
         worker.reconnectMaxDelay = try object.duration("reconnectMaxDelay") ?? worker.reconnectMaxDelay
+        worker.consumerTimeout = try object.duration("consumerTimeout") ?? worker.consumerTimeout
         return worker
     }
 

@@ -82,6 +82,8 @@ public struct WarrenConfiguration: Sendable, Equatable {
 
     public func deadQueueName(_ queue: QueueSettings) -> String { "\(prefix).\(queue.name).dead" }
 
+    /// The queue holding the last fire of a schedule (the coordinator's state, `x-max-length` 1).
+    public func scheduleStateQueueName(_ schedule: String) -> String { "\(prefix).schedule.\(schedule).last" }
     public func retryQueueName(tier: Duration) -> String { "\(prefix).retry.\(DurationText.format(tier))" }
 
     // MARK: Effective settings per task type
@@ -92,9 +94,13 @@ public struct WarrenConfiguration: Sendable, Equatable {
         return override.merged(over: retry)
     }
 
-    /// The time limit of one attempt of a task type; nil means none.
+    /// The time limit of one attempt of a task type: its `timeLimit`, else `worker.defaultTimeLimit`, and never
+    /// longer than ``WorkerSettings/maximumTimeLimit`` (the broker's consumer timeout minus a margin), so an attempt
+    /// ends as a retryable timeout before the broker would cancel its delivery. Never nil.
     public func timeLimit(forTask task: String) -> Duration? {
-        tasks[task]?.timeLimit ?? worker.defaultTimeLimit
+        let cap = worker.maximumTimeLimit
+        guard let configured = tasks[task]?.timeLimit ?? worker.defaultTimeLimit else { return cap }
+        return min(configured, cap)
     }
 
     /// The queue whose bindings match this task type (`*` one word, `#` zero or more), first in configuration order.
@@ -191,8 +197,12 @@ public struct WorkerSettings: Sendable, Equatable {
     public var heartbeatInterval: Duration
     /// Whether to publish `job.succeeded`, `job.retrying` and `job.dead` events on the events exchange.
     public var lifecycleEvents: Bool
-    /// Time limit of tasks that set none; nil means no limit.
+    /// Time limit of tasks that set none; nil means only the cap below ``consumerTimeout``.
     public var defaultTimeLimit: Duration?
+    /// The broker's `consumer_timeout` (RabbitMQ's default: 30 minutes): an unacknowledged delivery older than this
+    /// makes the broker close the channel and requeue it. Must match the broker's setting; every attempt's time
+    /// limit is capped at ``maximumTimeLimit``, below it.
+    public var consumerTimeout: Duration
     /// Port of the worker's Prometheus endpoint; nil means off.
     public var metricsPort: Int?
     public var metricsHost: String
@@ -212,7 +222,8 @@ public struct WorkerSettings: Sendable, Equatable {
         metricsPort: Int? = nil,
         metricsHost: String = "127.0.0.1",
         reconnectInitialDelay: Duration = .milliseconds(200),
-        reconnectMaxDelay: Duration = .seconds(10)
+        reconnectMaxDelay: Duration = .seconds(10),
+        consumerTimeout: Duration = WorkerSettings.defaultConsumerTimeout
     ) {
         self.concurrency = concurrency
         self.prefetch = prefetch
@@ -226,7 +237,19 @@ public struct WorkerSettings: Sendable, Equatable {
         self.metricsHost = metricsHost
         self.reconnectInitialDelay = reconnectInitialDelay
         self.reconnectMaxDelay = reconnectMaxDelay
+        self.consumerTimeout = consumerTimeout
     }
+
+    /// RabbitMQ's default `consumer_timeout`: 30 minutes.
+    public static let defaultConsumerTimeout: Duration = .seconds(1800)
+
+    /// The margin kept between an attempt's time limit and ``consumerTimeout``: the smaller of 10% of it and one
+    /// minute, so the retry copy (or dead letter) is confirmed and the original acked before the broker's timeout.
+    public var consumerTimeoutMargin: Duration { min(consumerTimeout / 10, .seconds(60)) }
+
+    /// The longest time limit an attempt gets: ``consumerTimeout`` minus ``consumerTimeoutMargin`` (29m with the
+    /// defaults). It applies even when no time limit is configured.
+    public var maximumTimeLimit: Duration { consumerTimeout - consumerTimeoutMargin }
 }
 
 /// Exponential backoff with a cap and full jitter.
@@ -464,8 +487,10 @@ extension WarrenConfiguration {
         try Self.checkMinimum(worker.shutdownGrace, .zero, "worker.shutdownGrace")
         try Self.checkRange(worker.maxBodyBytes, 1...134_217_728, "worker.maxBodyBytes")
         try Self.checkMinimum(worker.heartbeatInterval, .seconds(1), "worker.heartbeatInterval")
+        try Self.checkMinimum(worker.consumerTimeout, .seconds(1), "worker.consumerTimeout")
         if let limit = worker.defaultTimeLimit {
             try Self.checkMinimum(limit, .milliseconds(1), "worker.defaultTimeLimit")
+            try checkBelowConsumerTimeout(limit, "worker.defaultTimeLimit")
         }
         // 0 asks the system for any free port (tests; the log names the one bound).
         if let port = worker.metricsPort { try Self.checkRange(port, 0...65_535, "worker.metricsPort") }
@@ -515,7 +540,10 @@ extension WarrenConfiguration {
             guard let settings = tasks[task] else { continue }
             let path = "tasks[\(quoted(task))]"
             try checkTaskName(task, at: path)
-            if let limit = settings.timeLimit { try Self.checkMinimum(limit, .milliseconds(1), "\(path).timeLimit") }
+            if let limit = settings.timeLimit {
+                try Self.checkMinimum(limit, .milliseconds(1), "\(path).timeLimit")
+                try checkBelowConsumerTimeout(limit, "\(path).timeLimit")
+            }
             var overridden: Set<String> = []
             if settings.maxAttempts != nil { overridden.insert("maxAttempts") }
             if settings.baseDelay != nil { overridden.insert("baseDelay") }
@@ -555,6 +583,19 @@ extension WarrenConfiguration {
         try Self.check(!coordinator.metricsHost.isEmpty, "coordinator.metricsHost", "must not be empty")
         try Self.checkMinimum(
             coordinator.leaderRetryInterval, .milliseconds(100), "coordinator.leaderRetryInterval")
+    }
+
+    /// A configured time limit must leave the margin below the broker's consumer timeout: a longer attempt would be
+    /// cut off by the broker (channel closed, delivery requeued, the late ack lost) and loop without a trace.
+    private func checkBelowConsumerTimeout(_ limit: Duration, _ path: String) throws {
+        let maximum = worker.maximumTimeLimit
+        try Self.check(
+            limit <= maximum, path,
+            "must be at most \(DurationText.format(maximum)) (worker.consumerTimeout"
+                + " \(DurationText.format(worker.consumerTimeout)) minus a margin of"
+                + " \(DurationText.format(worker.consumerTimeoutMargin))), got \(DurationText.format(limit));"
+                + " the broker cancels deliveries unacknowledged for longer (raise its consumer_timeout and"
+                + " worker.consumerTimeout together)")
     }
 
     /// A task type must be well formed and routed to some queue, or its jobs would be unroutable.

@@ -41,18 +41,7 @@ extension BenchCommand {
         try await onThread { [self] in
             let connection = try AMQPConnection.connect(self.connection)
             defer { connection.close() }
-            let channel = try connection.openChannel()
-            for queue in configuration.queues {
-                try channel.deleteQueue(configuration.queueName(queue))
-                try channel.deleteQueue(configuration.deadQueueName(queue))
-            }
-            for tier in configuration.retryTiers { try channel.deleteQueue(configuration.retryQueueName(tier: tier)) }
-            for exchange in [
-                configuration.jobsExchange, configuration.retryExchange, configuration.deadExchange,
-                configuration.eventsExchange, configuration.metricsExchange,
-            ] {
-                try channel.deleteExchange(exchange)
-            }
+            Topology(configuration: configuration).delete(on: try connection.openChannel())
         }
         return try result.get()
     }

@@ -27,8 +27,8 @@ struct WorkerCommand: WarrenCommand {
           --concurrency N      Jobs in flight at once (overrides worker.concurrency)
           --queues A,B         Consume only these queues (overrides worker.queues)
           --log-level LEVEL    debug, info (default), warning or error; logs are JSON lines on standard error
-          --diagnostic-tasks   Also run warren.diag.noop, warren.diag.sleep and warren.diag.fail (for checking a
-                               deployment, and for `warren bench`)
+          --diagnostic-tasks   Also run warren.diag.noop, .sleep, .fail and .crash (for checking a deployment,
+                               `warren bench` and tests; .crash aborts the process: not for untrusted producers)
           --no-examples        Do not run the example handlers (they need examples.payeeRulesFile)
           --name NAME          Connection name prefix shown by the broker (default warren-worker)
 

@@ -87,7 +87,7 @@ public final class Coordinator: Sendable {
     }
 
     static func stateQueue(_ configuration: WarrenConfiguration, _ schedule: String) -> String {
-        "\(configuration.prefix).schedule.\(schedule).last"
+        configuration.scheduleStateQueueName(schedule)
     }
 
     static func stateRoutingKey(_ schedule: String) -> String { "_warren.schedule.\(schedule)" }

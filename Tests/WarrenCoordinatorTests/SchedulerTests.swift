@@ -52,22 +52,8 @@ struct SchedulerTests {
     }
 
     static func cleanUp(_ client: AMQPClient, _ configuration: WarrenConfiguration) async {
-        _ = try? await client.withChannel { channel in
-            for queue in configuration.queues {
-                _ = try? channel.deleteQueue(configuration.queueName(queue))
-                _ = try? channel.deleteQueue(configuration.deadQueueName(queue))
-            }
-            for tier in configuration.retryTiers {
-                _ = try? channel.deleteQueue(configuration.retryQueueName(tier: tier))
-            }
-            _ = try? channel.deleteQueue("\(configuration.prefix).schedule.tick.last")
-            for exchange in [
-                configuration.jobsExchange, configuration.retryExchange, configuration.deadExchange,
-                configuration.eventsExchange, configuration.metricsExchange,
-            ] {
-                try? channel.deleteExchange(exchange)
-            }
-        }
+        let topology = Topology(configuration: configuration)
+        _ = try? await client.withChannel { topology.delete(on: $0) }
         await client.close()
     }
 

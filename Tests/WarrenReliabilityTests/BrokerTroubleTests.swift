@@ -7,8 +7,8 @@ extension Reliability {
     @Suite struct BrokerTrouble {
         /// 20,000 jobs drained by 3 worker processes while every worker connection is closed 5 times and the
         /// broker application is stopped and started once (quorum queues survive it): every job completes, and the
-        /// workers resume by themselves. The trouble is triggered by progress (10%, 20%, … of the jobs done,
-        /// the restart at 60%), so it lands during the load on any machine.
+        /// workers resume by themselves. The trouble is triggered by progress (5%, 10%, … of the jobs done,
+        /// the restart after the 5th round and 40%), so it lands during the load on any machine.
         @Test func everyJobCompletesThroughConnectionClosesAndABrokerRestart() async throws {
             let count = 20_000
             let prefetch = 16
@@ -18,7 +18,9 @@ extension Reliability {
             ) { h in
                 let fleet = WorkerFleet(h)
                 do {
-                    try await fleet.enqueue(count, milliseconds: 5)
+                    // 15 ms jobs: ~25 s of work for 12 handlers, long enough for 5 close rounds (each needs the
+                    // reconnected connections to show in the management API, ~2 s) and the restart.
+                    try await fleet.enqueue(count, milliseconds: 15)
                     for _ in 0..<3 { try fleet.start() }
                     var closeRounds = 0
                     var connectionsClosed = 0
@@ -26,8 +28,8 @@ extension Reliability {
                     var restartSeconds = 0.0
                     let started = ContinuousClock.now
                     let done = try await fleet.waitForAll(count, timeout: .seconds(180)) {
-                        let progress = Set(fleet.completions()).count * 10 / count
-                        if closeRounds < 5, progress >= closeRounds + 1 {
+                        let percent = Set(fleet.completions()).count * 100 / count
+                        if closeRounds < 5, percent >= (closeRounds + 1) * 5 {
                             // Only rounds that closed something count (a reconnected connection takes ~2 s to
                             // show in the management API).
                             let closed = try await TestBroker.closeConnections(namedWithPrefix: h.prefix + "-w")
@@ -35,7 +37,7 @@ extension Reliability {
                                 closeRounds += 1
                                 connectionsClosed += closed
                             }
-                        } else if closeRounds == 5, !restarted, progress >= 6 {
+                        } else if closeRounds == 5, !restarted, percent >= 40 {
                             restarted = true
                             let restart = ContinuousClock.now
                             try TestBroker.script("ctl", "stop_app")

@@ -16,7 +16,7 @@ extension Reliability {
             ) { h in
                 let fleet = WorkerFleet(h)
                 do {
-                    try await fleet.enqueue(count, milliseconds: 3)
+                    try await fleet.enqueue(count, milliseconds: 6)
                     for _ in 0..<3 { try fleet.start() }
                     var kills = 0
                     var nextKill = ContinuousClock.now + .milliseconds(Int.random(in: 1000...2000))

@@ -120,17 +120,8 @@ public final class WorkerHarness: Sendable {
         if ProcessInfo.processInfo.environment["WARREN_TEST_DUMP_LOGS"] != nil {
             print(logLines.all.joined(separator: "\n"))
         }
-        let c = configuration
-        _ = try? await raw.withChannel { channel in
-            for queue in c.queues {
-                _ = try? channel.deleteQueue(c.queueName(queue))
-                _ = try? channel.deleteQueue(c.deadQueueName(queue))
-            }
-            for tier in c.retryTiers { _ = try? channel.deleteQueue(c.retryQueueName(tier: tier)) }
-            for exchange in [c.jobsExchange, c.retryExchange, c.deadExchange, c.eventsExchange, c.metricsExchange] {
-                try? channel.deleteExchange(exchange)
-            }
-        }
+        let topology = Topology(configuration: configuration)
+        _ = try? await raw.withChannel { topology.delete(on: $0) }
         await jobs.close()
         await raw.close()
     }

@@ -65,7 +65,9 @@ import Testing
                 == RetryPolicy(maxAttempts: 4, baseDelay: .seconds(1), factor: 2, maxDelay: .seconds(10), jitter: true))
         #expect(configuration.retryPolicy(forTask: "documents.stats") == RetryPolicy())
         #expect(configuration.timeLimit(forTask: "documents.stats") == .seconds(10))
-        #expect(configuration.timeLimit(forTask: "transactions.classify") == nil)
+        // No time limit configured: the cap below the broker's consumer timeout (30m − 1m) still applies.
+        #expect(configuration.worker.consumerTimeout == .seconds(1800))
+        #expect(configuration.timeLimit(forTask: "transactions.classify") == .seconds(29 * 60))
     }
 
     @Test func minimalConfigurationIsOneQueueAndDefaults() throws {
@@ -102,6 +104,8 @@ import Testing
         #expect(worker.metricsHost == "127.0.0.1")
         #expect(worker.reconnectInitialDelay == .milliseconds(200))
         #expect(worker.reconnectMaxDelay == .seconds(10))
+        #expect(worker.consumerTimeout == .seconds(1800))
+        #expect(worker.maximumTimeLimit == .seconds(1740))
 
         let retry = configuration.retry
         #expect(retry.maxAttempts == 5)
@@ -151,7 +155,8 @@ import Testing
                 {"name": "slow", "tasks": ["report.#"], "type": "classic", "maxPriority": 5}
               ],
               "worker": {"concurrency": 4, "prefetch": 8, "queues": ["slow"], "shutdownGrace": 90,
-                         "defaultTimeLimit": "1m30s", "metricsPort": 9100, "heartbeatInterval": 2.5},
+                         "defaultTimeLimit": "1m30s", "metricsPort": 9100, "heartbeatInterval": 2.5,
+                         "consumerTimeout": "2h"},
               "retry": {"maxAttempts": 3, "baseDelay": 0.25, "factor": 1.5, "maxDelay": "1d", "jitter": false},
               "retryTiers": ["250ms", "1s", "1h"],
               "tasks": {"email.send": {"timeLimit": "5s", "jitter": true}},
@@ -172,6 +177,7 @@ import Testing
         #expect(configuration.worker.defaultTimeLimit == .seconds(90))
         #expect(configuration.worker.metricsPort == 9100)
         #expect(configuration.worker.heartbeatInterval == .milliseconds(2500))
+        #expect(configuration.worker.consumerTimeout == .seconds(7200))
         #expect(
             configuration.retry
                 == RetryPolicy(
@@ -351,11 +357,79 @@ import Testing
             withQueue(#""broker": {"url": "http://host"}"#),
             "broker.url: invalid AMQP URI: scheme 'http' is not amqp or amqps"
         ),
+        // Time limits against the broker's consumer timeout.
+        (
+            withQueue(#""worker": {"defaultTimeLimit": "45m"}"#),
+            "worker.defaultTimeLimit: must be at most 29m (worker.consumerTimeout 30m minus a margin of 1m), got 45m;"
+                + consumerTimeoutAdvice
+        ),
+        (
+            withQueue(#""tasks": {"email.send": {"timeLimit": "30m"}}"#),
+            #"tasks["email.send"].timeLimit: must be at most 29m (worker.consumerTimeout 30m minus a margin of 1m),"#
+                + " got 30m;" + consumerTimeoutAdvice
+        ),
+        (
+            withQueue(#""worker": {"consumerTimeout": "5s"}, "tasks": {"email.send": {"timeLimit": "4501ms"}}"#),
+            #"tasks["email.send"].timeLimit: must be at most 4500ms (worker.consumerTimeout 5s minus a margin of"#
+                + " 500ms), got 4501ms;" + consumerTimeoutAdvice
+        ),
+        (
+            withQueue(#""worker": {"consumerTimeout": "10s", "defaultTimeLimit": "10s"}"#),
+            "worker.defaultTimeLimit: must be at most 9s (worker.consumerTimeout 10s minus a margin of 1s), got 10s;"
+                + consumerTimeoutAdvice
+        ),
+        (
+            withQueue(#""worker": {"consumerTimeout": "500ms"}"#),
+            "worker.consumerTimeout: must be at least 1s, got 500ms"
+        ),
     ]
+
+    static let consumerTimeoutAdvice =
+        " the broker cancels deliveries unacknowledged for longer (raise its consumer_timeout and"
+        + " worker.consumerTimeout together)"
 
     @Test(arguments: invalidDocuments)
     func invalidConfigurationIsRejectedNamingTheKey(json: String, expected: String) {
         #expect(Self.errorMessage(json) == expected)
+    }
+
+    // MARK: The cap below the broker's consumer timeout
+
+    @Test(arguments: [
+        // consumerTimeout, the cap: consumerTimeout minus the smaller of 10% and one minute.
+        ("30m", Duration.seconds(29 * 60)),
+        ("2h", .seconds(7200 - 60)),
+        ("10m", .seconds(540)),
+        ("5s", .milliseconds(4500)),
+        ("1s", .milliseconds(900)),
+    ])
+    func everyAttemptIsCappedBelowTheConsumerTimeout(consumerTimeout: String, cap: Duration) throws {
+        let configuration = try WarrenConfiguration.decode(
+            Data(Self.withQueue(#""worker": {"consumerTimeout": "\#(consumerTimeout)"}"#).utf8))
+        #expect(configuration.worker.maximumTimeLimit == cap)
+        // No time limit configured anywhere: the cap is the limit, never "none".
+        #expect(configuration.timeLimit(forTask: "email.send") == cap)
+    }
+
+    @Test func configuredTimeLimitsBelowTheCapAreKeptAndTheCapItselfIsAllowed() throws {
+        let json = Self.withQueue(
+            #""worker": {"consumerTimeout": "5s", "defaultTimeLimit": "2s"}, "#
+                + #""tasks": {"email.long": {"timeLimit": "4500ms"}, "email.short": {"timeLimit": "100ms"}}"#)
+        let configuration = try WarrenConfiguration.decode(Data(json.utf8))
+        #expect(configuration.timeLimit(forTask: "email.send") == .seconds(2))
+        #expect(configuration.timeLimit(forTask: "email.long") == .milliseconds(4500))
+        #expect(configuration.timeLimit(forTask: "email.short") == .milliseconds(100))
+        // Built in code (no validation): the cap still holds.
+        var built = WarrenConfiguration(queues: [QueueSettings(name: "q", tasks: ["#"])])
+        built.worker.consumerTimeout = .seconds(10)
+        built.worker.defaultTimeLimit = .seconds(60)
+        #expect(built.timeLimit(forTask: "x") == .seconds(9))
+        #expect(throws: WarrenError.self) { try built.validate() }
+    }
+
+    @Test func shippedConfigurationDocumentsTheBrokersDefault() throws {
+        let text = try String(contentsOfFile: Self.configPath("warren.json"), encoding: .utf8)
+        #expect(text.contains(#""consumerTimeout": "30m""#))
     }
 
     @Test func missingFileAndInvalidJSON() throws {
