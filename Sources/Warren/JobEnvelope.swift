@@ -34,6 +34,14 @@ public enum WarrenHeader {
     public static let routingKey = "x-warren-routing-key"
     /// RFC 3339.
     public static let failedAt = "x-warren-failed-at"
+    /// On a retry copy or dead letter whose producer headers were too large to forward: how many were dropped.
+    public static let headersDropped = "x-warren-headers-dropped"
+
+    /// Every header above: what a retry copy or dead letter keeps when the producer's headers must be dropped.
+    public static let all: Set<String> = [
+        notBefore, expires, maxAttempts, attempt, task, enqueuedAt, lastError, tier, error, errorType, attempts,
+        originQueue, routingKey, failedAt, headersDropped,
+    ]
 }
 
 /// Why a job was dead-lettered (`x-warren-error-type`).

@@ -449,7 +449,7 @@ public final class JobWorker: Sendable {
         if let expiresAt = envelope.expiresAt { headers[WarrenHeader.expires] = .int64(expiresAt.epochMilliseconds) }
         if let lastError { headers[WarrenHeader.lastError] = .string(Self.oneLine(lastError)) }
         var properties = delivery.properties
-        properties.headers = headers
+        properties.headers = Self.forwardable(headers)
         properties.messageID = envelope.id
         properties.expiration = nil
         properties.deliveryMode = .persistent
@@ -495,7 +495,7 @@ public final class JobWorker: Sendable {
         headers[WarrenHeader.routingKey] = .string(envelope?.taskName ?? delivery.routingKey)
         headers[WarrenHeader.failedAt] = .string(Date().rfc3339)
         var properties = delivery.properties
-        properties.headers = headers
+        properties.headers = Self.forwardable(headers)
         if let envelope {
             properties.messageID = envelope.id
         } else if (properties.messageID ?? "").isEmpty {
@@ -528,6 +528,32 @@ public final class JobWorker: Sendable {
         emitEvent(
             "job.dead", id: id, task: envelope?.taskName ?? delivery.routingKey, attempt: envelope?.attempt ?? 1,
             queue: queue, extra: ["error": error, "reason": reason.rawValue])
+    }
+
+    /// The most header bytes a retry copy or dead letter carries: well inside one frame (RabbitMQ's frame_max is
+    /// 128 KiB), with room for what the broker adds (`x-death`, `x-delivery-count`) on its way.
+    static let forwardedHeaderLimit = 64 * 1024
+
+    /// `headers` as they can be forwarded: when the producer's headers make the table larger than
+    /// ``forwardedHeaderLimit``, Warren's own headers are kept, the others dropped, and `x-warren-headers-dropped`
+    /// says how many and how large they were. (Such a table would not fit a frame once Warren's headers are added:
+    /// the publish could not be sent, and the job would go round the queue until its delivery limit.)
+    static func forwardable(_ headers: FieldTable) -> FieldTable {
+        let size = headers.encodedSize
+        guard size > forwardedHeaderLimit else { return headers }
+        var kept = FieldTable()
+        var dropped = 0
+        for (key, value) in headers.entries {
+            // Warren's own (short: the error texts are cut to one line of 2,000 characters).
+            if WarrenHeader.all.contains(key), value.encodedSize <= 16 * 1024 {
+                kept[key] = value
+            } else {
+                dropped += 1
+            }
+        }
+        kept[WarrenHeader.headersDropped] = .string(
+            "\(dropped) headers (\(size) bytes in all) dropped: too large to forward")
+        return kept
     }
 
     static func oneLine(_ text: String, limit: Int = 2000) -> String {

@@ -205,6 +205,18 @@ public struct AMQPChannel {
         mandatory: Bool = false
     ) throws -> UInt64? {
         let state = try connection.usableState()
+        // rabbitmq-c sends the method frame before it encodes the header frame: a header table too large for one
+        // frame would fail half-sent and leave the connection unusable. Refuse such a publish before sending.
+        if let headers = properties.headers {
+            let frameMax = Int(amqp_get_frame_max(state))
+            let size = headers.encodedSize
+            if frameMax > 0, size > frameMax - Self.propertiesAllowance {
+                throw AMQPError(
+                    .contentTooLarge,
+                    "headers of \(size) bytes do not fit one frame (frame_max \(frameMax)); nothing was sent",
+                    operation: "basic.publish to '\(exchange)'")
+            }
+        }
         let channelState = try connection.openChannel(id)
         let status = connection.arena.scoped { arena in
             var cProperties = arena.properties(properties)
@@ -219,6 +231,12 @@ public struct AMQPChannel {
         connection.bumpPublishSequence(id)
         return channelState.nextPublishSequence
     }
+}
+
+extension AMQPChannel {
+    /// Room kept in a header frame for everything but the headers table (frame and content header fields, and the
+    /// other properties as short strings).
+    static let propertiesAllowance = 8 * 1024
 }
 
 extension AMQPConnection {

@@ -103,3 +103,28 @@ extension FieldTable: CustomStringConvertible {
         "[" + entries.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "]"
     }
 }
+
+extension FieldValue {
+    /// Bytes on the wire (AMQP 0-9-1 field value: the type octet and the value).
+    public var encodedSize: Int {
+        switch self {
+        case .bool, .int8, .uint8: 2
+        case .int16, .uint16: 3
+        case .int32, .uint32, .float: 5
+        case .int64, .double, .timestamp: 9
+        case .decimal: 6
+        case .string(let s): 5 + s.utf8.count
+        case .rawString(let b), .bytes(let b): 5 + b.count
+        case .table(let t): 1 + t.encodedSize
+        case .array(let a): 5 + a.reduce(0) { $0 + $1.encodedSize }
+        case .void: 1
+        }
+    }
+}
+
+extension FieldTable {
+    /// Bytes on the wire (AMQP 0-9-1 field table: the length and every entry's short-string key and value).
+    public var encodedSize: Int {
+        entries.reduce(4) { $0 + 1 + $1.key.utf8.count + $1.value.encodedSize }
+    }
+}

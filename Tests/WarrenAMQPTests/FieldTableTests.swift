@@ -5,6 +5,15 @@ import WarrenTestSupport
 
 @Suite("Field tables and properties through the broker")
 struct FieldTableTests {
+    @Test func encodedSizeCountsTheWireBytes() {
+        // Table length 4; "a": key 1+1, type 1, long string 4+2; "b": key 1+1, type 1, int64 8; "c": array 1+1,
+        // type 1, length 4, one bool 1+1.
+        let table: FieldTable = ["a": .string("xy"), "b": .int64(1), "c": .array([.bool(true)])]
+        #expect(table.encodedSize == 4 + 9 + 11 + 9)
+        #expect(FieldTable().encodedSize == 4)
+        #expect(FieldValue.table(["k": .void]).encodedSize == 1 + 4 + 3)
+    }
+
     static let everyType: FieldTable = [
         "bool": .bool(true),
         "int8": .int8(-8),

@@ -37,6 +37,32 @@ struct PublishConsumeTests {
         }
     }
 
+    @Test func headersTooLargeForAFrameAreRefusedBeforeSendingAndTheConnectionStaysUp() async throws {
+        let queue = TestBroker.unique("bigheaders")
+        try await TestBroker.withClient(queue, deleting: [queue]) { client in
+            try await client.declareTemporaryQueue(queue)
+            let headers = FieldTable(
+                Dictionary(
+                    uniqueKeysWithValues: (0..<140).map {
+                        ("k\($0)", FieldValue.string(String(repeating: "v", count: 990)))
+                    }))
+            #expect(headers.encodedSize > 131_072)
+            await #expect {
+                try await client.publish(
+                    OutgoingMessage(
+                        exchange: "", routingKey: queue, body: "big".bytes,
+                        properties: BasicProperties(headers: headers)))
+            } throws: { error in
+                let error = error as! AMQPError
+                return error.code == .contentTooLarge && error.message.contains("nothing was sent")
+            }
+            // Nothing half-sent: the same connection publishes and delivers the next message.
+            try await client.publish(OutgoingMessage(exchange: "", routingKey: queue, body: "after".bytes))
+            let delivery = try #require(try await client.getOne(queue))
+            #expect(String(decoding: delivery.body, as: UTF8.self) == "after")
+        }
+    }
+
     @Test func mandatoryUnroutableMessageIsReturnedAsAnError() async throws {
         let queue = TestBroker.unique("mandatory")
         try await TestBroker.withClient(queue, deleting: [queue]) { client in
