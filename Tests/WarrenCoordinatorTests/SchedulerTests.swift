@@ -10,11 +10,6 @@ import WarrenTestSupport
 #endif
 
 /// A fire as the work queue received it.
-struct Fire: Sendable {
-    var messageID: String
-    var fireTime: String
-    var catchUp: Bool
-}
 
 @Suite("Scheduler: exactly one leader fires each time")
 struct SchedulerTests {
@@ -30,25 +25,6 @@ struct SchedulerTests {
           "coordinator": {"leaderRetryInterval": "300ms"}
         }
         """
-    }
-
-    /// Declares the topology and records every fire that reaches the work queue.
-    static func recordFires(_ client: AMQPClient, _ configuration: WarrenConfiguration) async throws -> Recorder<Fire> {
-        let jobs = try JobClient(configuration: configuration, connectionName: configuration.prefix + "-setup")
-        try await jobs.connect()
-        try await jobs.declareTopology()
-        await jobs.close()
-        let fires = Recorder<Fire>()
-        try await client.consume(queue: configuration.queueName(configuration.queues[0]), prefetch: 100) { delivery in
-            let headers = delivery.properties.headers ?? [:]
-            fires.append(
-                Fire(
-                    messageID: delivery.properties.messageID ?? "",
-                    fireTime: headers[Coordinator.fireTimeHeader]?.stringValue ?? "",
-                    catchUp: headers["x-warren-catch-up"] == .bool(true)))
-            client.ack(delivery.tag)
-        }
-        return fires
     }
 
     static func cleanUp(_ client: AMQPClient, _ configuration: WarrenConfiguration) async {
@@ -70,7 +46,7 @@ struct SchedulerTests {
         try Data(json.utf8).write(to: file)
 
         let client = try await TestBroker.client(prefix + "-observer")
-        let fires = try await Self.recordFires(client, configuration)
+        let fires = try await Fire.record(client, configuration)
 
         var coordinators: [ChildProcess] = []
         for index in 0..<3 {
@@ -127,7 +103,7 @@ struct SchedulerTests {
         let client = try await TestBroker.client(prefix + "-observer")
         let logger = Logger(sink: .none)
 
-        let fires = try await Self.recordFires(client, configuration)
+        let fires = try await Fire.record(client, configuration)
         let first = try Coordinator(configuration: configuration, logger: logger, connectionName: prefix + "-1")
         let run1 = Task { try await first.run() }
         do {

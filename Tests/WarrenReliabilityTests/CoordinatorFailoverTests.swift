@@ -14,12 +14,6 @@ extension Reliability {
     /// follow `missedRuns` (`skip` here: no catch-up fire), and a standby takes over within a few seconds.
     @Suite struct CoordinatorFailover {
         /// A fire as the work queue received it.
-        struct Fire: Sendable {
-            var messageID: String
-            var fireTime: String
-            var catchUp: Bool
-            var receivedAt: Date
-        }
 
         static let kills = 6
         static let killEvery: Duration = .seconds(10)
@@ -57,7 +51,7 @@ extension Reliability {
             let client = try await TestBroker.client(prefix + "-observer")
             let everyProcess = Recorder<ChildProcess>()
             do {
-                let fires = try await Self.recordFires(client, configuration)
+                let fires = try await Fire.record(client, configuration)
                 func start(_ name: String) throws -> ChildProcess {
                     let process = try ChildProcess(
                         ChildProcess.warren,
@@ -153,28 +147,6 @@ extension Reliability {
         }
 
         static func date(_ text: String) -> Date? { try? Date(text, strategy: .iso8601) }
-
-        /// Declares the topology and records every fire that reaches the work queue.
-        static func recordFires(_ client: AMQPClient, _ configuration: WarrenConfiguration) async throws -> Recorder<
-            Fire
-        > {
-            let jobs = try JobClient(configuration: configuration, connectionName: configuration.prefix + "-setup")
-            try await jobs.connect()
-            try await jobs.declareTopology()
-            await jobs.close()
-            let fires = Recorder<Fire>()
-            try await client.consume(queue: configuration.queueName(configuration.queues[0]), prefetch: 100) {
-                delivery in
-                let headers = delivery.properties.headers ?? [:]
-                fires.append(
-                    Fire(
-                        messageID: delivery.properties.messageID ?? "",
-                        fireTime: headers["x-warren-fire-time"]?.stringValue ?? "",
-                        catchUp: headers["x-warren-catch-up"] == .bool(true), receivedAt: Date()))
-                client.ack(delivery.tag)
-            }
-            return fires
-        }
 
         static func cleanUp(_ client: AMQPClient, _ configuration: WarrenConfiguration) async {
             let topology = Topology(configuration: configuration)

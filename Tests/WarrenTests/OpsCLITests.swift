@@ -94,7 +94,15 @@ struct OpsCLITests {
             let list = try h.warren("dead", "list", "--queue", "work", "--json", "--config", config)
             #expect(list.status == 0)
             #expect(list.output.contains("replay-1") && list.output.contains("\"errorType\" : \"permanent\""))
-            #expect(try await h.queueDepth(h.deadQueue) == 3, "listing consumed nothing")
+            // Listing consumed nothing: the letters it held unacknowledged are back once the broker has processed
+            // the closing of its connection (asynchronous, so wait for it).
+            let deadline = ContinuousClock.now + .seconds(15)
+            var depth = try await h.queueDepth(h.deadQueue)
+            while depth != 3, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                depth = try await h.queueDepth(h.deadQueue)
+            }
+            #expect(depth == 3, "listing consumed nothing")
 
             let show = try h.warren("dead", "show", "replay-2", "--queue", "work", "--config", config)
             #expect(show.status == 0 && show.output.contains("x-warren-error: job 2 cannot ever succeed"))
