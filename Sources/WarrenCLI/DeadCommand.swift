@@ -84,6 +84,12 @@ struct DeadCommand: WarrenCommand {
         var originQueue: String?
     }
 
+    /// An `x-death` `time` (an AMQP timestamp) as RFC 3339, for letters the broker dead-lettered.
+    static func rfc3339(_ value: FieldValue) -> String? {
+        guard case .timestamp(let date) = value else { return nil }
+        return date.formatted(.iso8601)
+    }
+
     static func letter(_ delivery: Delivery, queue: String) -> Letter {
         let headers = delivery.properties.headers ?? [:]
         let death = headers["x-death"]?.arrayValue?.first?.tableValue
@@ -96,7 +102,7 @@ struct DeadCommand: WarrenCommand {
             } ?? "unknown",
             error: headers[WarrenHeader.error]?.stringValue ?? "dead-lettered by the broker",
             attempts: headers[WarrenHeader.attempts]?.intValue.map(Int.init),
-            failedAt: headers[WarrenHeader.failedAt]?.stringValue,
+            failedAt: headers[WarrenHeader.failedAt]?.stringValue ?? death?["time"].flatMap(Self.rfc3339),
             originQueue: headers[WarrenHeader.originQueue]?.stringValue ?? death?["queue"]?.stringValue)
     }
 

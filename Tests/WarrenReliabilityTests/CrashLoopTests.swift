@@ -37,6 +37,9 @@ extension Reliability {
                 #expect(listed.task == DiagnosticJobs.Crash.taskName)
                 #expect(listed.errorType == "broker:delivery_limit")
                 #expect(listed.originQueue == h.workQueue)
+                // When: the broker's x-death time, as RFC 3339.
+                let failedAt = try #require(listed.failedAt)
+                #expect(try Date(failedAt, strategy: .iso8601).timeIntervalSinceNow > -120)
 
                 // The dead letter itself: dead-lettered by the broker (x-death), not by a worker.
                 let letter = try #require(try await h.deadLetters(1).first)
@@ -104,6 +107,7 @@ extension Reliability {
             var task: String
             var errorType: String
             var originQueue: String?
+            var failedAt: String?
         }
 
         /// Enqueues 10 good jobs, the crash job and 10 more, then runs worker processes (`concurrency`, prefetch the
